@@ -1,0 +1,274 @@
+"""The logit lens: what each layer would predict if the model stopped there.
+
+Each layer's residual-stream state goes through the model's own final norm and unembedding (the
+original ecco skipped the norm, which makes early layers meaningless on most models). States are
+those captured at generation time; the weights come from the attached `LM`. Everything is
+vectorised over layers and positions, in row chunks that bound memory.
+
+Positions: `position` is the index in `out.tokens` of the token being predicted. A causal model
+predicts it from the state at `position - 1` (so `position == len(tokens)` asks what would come
+next); a masked-LM encoder predicts it from the state at `position` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .errors import InputError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from .output import OutputSeq
+
+_ROW_ELEMENTS = 2**25  # logits computed at once (rows x vocab), about 128 MB of fp32
+
+
+@dataclass
+class LayerPredictions:
+    """Top-k tokens each layer would predict at one position, with their probabilities."""
+
+    position: int
+    layers: list[int]
+    token_ids: np.ndarray  # (layers, k)
+    tokens: list[list[str]]
+    probs: np.ndarray  # (layers, k)
+
+    def plot(self, **kw: Any):
+        """Heatmap of each layer's top predictions (matplotlib Figure)."""
+        from .render import layer_predictions_figure
+
+        return layer_predictions_figure(self.tokens, self.probs, [f"L{i}" for i in self.layers], **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable view."""
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class Rankings:
+    """How each layer ranked the token that actually came at each position (1 = top choice)."""
+
+    layers: list[int]
+    positions: list[int]
+    token_ids: np.ndarray  # (positions,)
+    tokens: list[str]
+    ranks: np.ndarray  # (layers, positions), int
+    probs: np.ndarray  # (layers, positions)
+
+    def plot(self, **kw: Any):
+        """Rank heatmap, layers x tokens (matplotlib Figure)."""
+        from .render import rankings_figure
+
+        return rankings_figure(self.ranks, [f"L{i}" for i in self.layers], self.tokens, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable view."""
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class RankingsWatch:
+    """How each layer ranked a few watched candidate tokens at one position."""
+
+    position: int
+    layers: list[int]
+    watch_ids: np.ndarray  # (watch,)
+    watch_tokens: list[str]
+    ranks: np.ndarray  # (layers, watch)
+    probs: np.ndarray  # (layers, watch)
+
+    def plot(self, **kw: Any):
+        """Rank heatmap, layers x watched tokens (matplotlib Figure)."""
+        from .render import rankings_watch_figure
+
+        return rankings_watch_figure(self.ranks, [f"L{i}" for i in self.layers], self.watch_tokens, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable view."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
+
+# ----- reading states -------------------------------------------------------------------------------
+
+
+def _check_lens(out: OutputSeq):
+    lm = out._require_lm()
+    if lm.adapter.head is None:
+        raise UnsupportedModelError(
+            f"{lm.name!r} has no output head, so there is nothing to read layers out with; the logit lens needs "
+            "a model with an LM head (causal, masked-LM or encoder-decoder)"
+        )
+    if not lm.adapter.lens_checked:
+        notes = "; ".join(lm.adapter.notes) or "the head could not be verified"
+        raise UnsupportedModelError(f"the logit lens is not reliable for {lm.name!r}: {notes}")
+    if out.hidden_states is None:
+        raise InputError("this run has no hidden states; load the model with hidden_states=True")
+    return lm
+
+
+def _layer_rows(out: OutputSeq, layer: int | None, include_embeddings: bool) -> list[int]:
+    """Hidden-state rows to read: 1..L are block outputs, 0 the embedding output."""
+    n = out.hidden_states.shape[0] - 1
+    if layer is not None:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= n:
+            raise InputError(f"layer must be an integer in 0..{n} (0 = embeddings, {n} = last block), got {layer!r}")
+        return [layer]
+    return list(range(0 if include_embeddings else 1, n + 1))
+
+
+def _state_index(out: OutputSeq, position: int) -> int:
+    """Row of the hidden-state array that predicts the token at `position` (see module docstring)."""
+    n_tokens = len(out.tokens)
+    if out.kind == "seq2seq":
+        lo, hi = out.n_input_tokens + 1, n_tokens
+        if isinstance(position, bool) or not isinstance(position, int) or not lo <= position <= hi:
+            raise InputError(f"position must be a decoder position in {lo}..{hi} (index into out.tokens), got {position!r}")
+        return position - out.n_input_tokens - 1
+    if out.kind == "encoder":
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n_tokens:
+            raise InputError(f"position must be in 0..{n_tokens - 1}, got {position!r}")
+        return position
+    if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= n_tokens:
+        raise InputError(
+            f"position must be an index into out.tokens in 1..{n_tokens} (the predicted token; {n_tokens} = "
+            f"what comes next), got {position!r}"
+        )
+    return position - 1
+
+
+def _default_position(out: OutputSeq) -> int:
+    if out.n_generated:
+        return out.generated_positions[0]
+    return len(out.tokens) if out.kind == "causal" else 0
+
+
+def _states(out: OutputSeq, rows: list[int], state_idx: Sequence[int]) -> torch.Tensor:
+    """(len(rows) * len(state_idx), hidden) float32 states, layer-major."""
+    hs = torch.from_numpy(np.ascontiguousarray(out.hidden_states[rows][:, list(state_idx)]))
+    return hs.reshape(-1, hs.shape[-1])
+
+
+def _logit_chunks(lm, states: torch.Tensor):
+    """Yield (start, logits) over row chunks small enough to bound memory."""
+    vocab = _vocab_size(lm)
+    step = max(1, _ROW_ELEMENTS // vocab)
+    with torch.inference_mode():
+        for s in range(0, states.shape[0], step):
+            yield s, lm.adapter.unembed(states[s : s + step].to(lm.device)).float()
+
+
+def _vocab_size(lm) -> int:
+    head = lm.adapter.head
+    if isinstance(head, torch.nn.Linear):
+        return head.out_features
+    return int(getattr(lm.model.config, "vocab_size", 32000))
+
+
+# ----- analyses ---------------------------------------------------------------------------------------
+
+
+def layer_predictions(
+    out: OutputSeq, position: int | None = None, topk: int = 10, layer: int | None = None, include_embeddings: bool = False
+) -> LayerPredictions:
+    """The top-k tokens each layer (or one `layer`) would predict for the token at `position`."""
+    lm = _check_lens(out)
+    position = _default_position(out) if position is None else position
+    idx = _state_index(out, position)
+    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= _vocab_size(lm):
+        raise InputError(f"topk must be an integer in 1..{_vocab_size(lm)}, got {topk!r}")
+    rows = _layer_rows(out, layer, include_embeddings)
+    states = _states(out, rows, [idx])
+    ids, probs = [], []
+    for _, logits in _logit_chunks(lm, states):
+        top = torch.topk(torch.softmax(logits, dim=-1), topk, dim=-1)
+        ids.append(top.indices.cpu())
+        probs.append(top.values.cpu())
+    token_ids = torch.cat(ids).numpy()
+    return LayerPredictions(
+        position=position,
+        layers=rows,
+        token_ids=token_ids,
+        tokens=[lm.token_strings(r) for r in token_ids],
+        probs=torch.cat(probs).numpy(),
+    )
+
+
+def _ranks_of(lm, states: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Rank (1 = top) and probability of targets[r, j] under each state row r: (rows, j) arrays."""
+    ranks, probs = [], []
+    for s, logits in _logit_chunks(lm, states):
+        tgt = targets[s : s + logits.shape[0]].to(logits.device)
+        chosen = logits.gather(1, tgt)
+        ranks.append((logits[:, None, :] > chosen[:, :, None]).sum(-1).cpu() + 1)
+        probs.append((chosen - torch.logsumexp(logits, dim=-1, keepdim=True)).exp().cpu())
+    return torch.cat(ranks).numpy(), torch.cat(probs).numpy()
+
+
+def rankings(
+    out: OutputSeq, positions: Sequence[int] | str | None = None, include_embeddings: bool = False
+) -> Rankings:
+    """Rank of each actual token under every layer: generated tokens by default, `positions="all"` for all."""
+    lm = _check_lens(out)
+    if positions is None:
+        positions = out.generated_positions
+        if not positions:
+            raise InputError("this run generated nothing; pass positions='all' to rank the input tokens")
+    elif positions == "all":
+        first = out.n_input_tokens + 1 if out.kind == "seq2seq" else (0 if out.kind == "encoder" else 1)
+        positions = list(range(first, len(out.tokens)))
+    positions = [int(p) for p in positions]
+    idx = [_state_index(out, p) for p in positions]
+    if any(p >= len(out.tokens) for p in positions):
+        raise InputError(f"rankings need actual tokens: positions must be < {len(out.tokens)}")
+    rows = _layer_rows(out, None, include_embeddings)
+    states = _states(out, rows, idx)
+    token_ids = torch.as_tensor(out.token_ids[positions], dtype=torch.long)
+    targets = token_ids.repeat(len(rows))[:, None]
+    ranks, probs = _ranks_of(lm, states, targets)
+    shape = (len(rows), len(positions))
+    return Rankings(
+        layers=rows,
+        positions=positions,
+        token_ids=token_ids.numpy(),
+        tokens=[out.tokens[p] for p in positions],
+        ranks=ranks.reshape(shape).astype(np.int64),
+        probs=probs.reshape(shape).astype(np.float32),
+    )
+
+
+def rankings_watch(
+    out: OutputSeq, watch: Sequence[str | int], position: int | None = None, include_embeddings: bool = False
+) -> RankingsWatch:
+    """Rank of each watched token (e.g. ' is' vs ' are') under every layer at one position."""
+    from .attribution import _single_token_id
+
+    lm = _check_lens(out)
+    if isinstance(watch, str | int) or not watch:
+        raise InputError("watch must be a non-empty list of tokens or token ids, e.g. [' is', ' are']")
+    ids = [_single_token_id(lm, w, "watch token") for w in watch]
+    vocab = _vocab_size(lm)
+    bad = [i for i in ids if not 0 <= i < vocab]
+    if bad:
+        raise InputError(f"watch token ids {bad} are outside the vocabulary 0..{vocab - 1}")
+    position = _default_position(out) if position is None else position
+    idx = _state_index(out, position)
+    rows = _layer_rows(out, None, include_embeddings)
+    states = _states(out, rows, [idx])
+    targets = torch.tensor(ids)[None].repeat(len(rows), 1)
+    ranks, probs = _ranks_of(lm, states, targets)
+    return RankingsWatch(
+        position=position,
+        layers=rows,
+        watch_ids=np.asarray(ids),
+        watch_tokens=lm.token_strings(ids),
+        ranks=ranks.astype(np.int64),
+        probs=probs.astype(np.float32),
+    )

@@ -1,0 +1,494 @@
+"""`LM`: a loaded model with capture, and `from_pretrained` to get one.
+
+`generate` runs its own token loop over the KV cache so that it can record, at every step, the
+candidate distribution and (through capture hooks) every layer's hidden state and FFN activations,
+including one last forward over the final generated token that the original ecco never ran.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import capture, models
+from .adapters import Adapter, AdapterSpec, build_adapter, calibrate_lens
+from .errors import InputError
+from .output import BatchOutput, OutputSeq
+from .sampling import SamplingConfig, choose_next
+
+__all__ = ["LM", "from_pretrained"]
+
+
+class LM:
+    """A model ready for ecco_sdk analyses: generation and forward passes that capture what happens inside."""
+
+    def __init__(
+        self,
+        loaded: models.LoadedModel,
+        adapter: Adapter,
+        *,
+        activations: bool = True,
+        hidden_states: bool = True,
+        activation_layers: Sequence[int] | None = None,
+        verbose: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        self.adapter = adapter
+        self.collect_activations = activations
+        self.collect_hidden_states = hidden_states
+        self.activation_layers = _check_layers(activation_layers, adapter.main.n_layers)
+        self.verbose = verbose
+
+    # ----- properties ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The name the model was loaded by."""
+        return self.loaded.name
+
+    @property
+    def kind(self) -> str:
+        """'causal', 'encoder' or 'seq2seq'."""
+        return self.loaded.kind
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying transformers model (shared across LMs in this process)."""
+        return self.loaded.model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer."""
+        return self.loaded.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the input embeddings."""
+        return self.adapter.input_embeddings.weight.device
+
+    @property
+    def n_layers(self) -> int:
+        """Blocks in the main stack (the decoder for encoder-decoder models)."""
+        return self.adapter.main.n_layers
+
+    @property
+    def n_neurons(self) -> int:
+        """FFN neurons per block."""
+        return self.adapter.main.n_neurons
+
+    @property
+    def context_length(self) -> int:
+        """The longest sequence the model accepts (positions)."""
+        cfg = self.model.config
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        return int(tok_max) if isinstance(tok_max, int) and tok_max < 10**7 else 4096
+
+    def __repr__(self) -> str:
+        d = self.adapter.describe()
+        stacks = ", ".join(f"{k}: {v['layers']} layers x {v['neurons']} neurons" for k, v in d["stacks"].items())
+        return f"LM({self.name!r}, {self.kind}, {type(self.model).__name__}, {stacks}, device={self.device})"
+
+    # ----- tokens -------------------------------------------------------------------------------
+    def token_strings(self, ids: Iterable[int]) -> list[str]:
+        """Readable display string of each token id (decoded one by one, so leading spaces show)."""
+        return [self.tokenizer.decode([int(i)]) for i in ids]
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> torch.Tensor:
+        """Token ids of one text, checked for emptiness and context length."""
+        if not isinstance(text, str):
+            raise InputError(f"text must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InputError("text is empty; pass at least one word")
+        ids = self.tokenizer(text, add_special_tokens=add_special_tokens, return_tensors="pt").input_ids
+        if ids.shape[1] == 0:
+            raise InputError("text produced no tokens; pass at least one word")
+        return ids
+
+    def _check_length(self, n_tokens: int, extra: int = 0) -> None:
+        if n_tokens + extra > self.context_length:
+            raise InputError(
+                f"{n_tokens} input tokens + {extra} to generate exceed the model's context of "
+                f"{self.context_length} tokens; shorten the text or generate fewer tokens"
+            )
+
+    def _recording(self) -> capture.Recording:
+        return capture.Recording(
+            hidden_states=self.collect_hidden_states,
+            activations=self.collect_activations,
+            activation_layers=self.activation_layers,
+        )
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for src in (getattr(self.model, "generation_config", None), self.model.config, self.tokenizer):
+            value = getattr(src, "eos_token_id", None)
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, list | tuple):
+                ids.update(int(v) for v in value)
+        return ids
+
+    # ----- generation ---------------------------------------------------------------------------
+    def generate(
+        self,
+        text: str,
+        generate: int = 1,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        topk_candidates: int = 10,
+        attribution: Sequence[str] | str | None = None,
+        attention: bool = False,
+        stop_at_eos: bool = True,
+        **attribution_kwargs: Any,
+    ) -> OutputSeq:
+        """Generate `generate` tokens after `text`, recording candidates and the model's insides at every step.
+
+        `attribution` names saliency methods ("ig", "saliency", "grad_x_input", "ablation") computed
+        for every generated token once generation ends; extra keyword arguments go to them.
+        """
+        if self.kind == "encoder":
+            raise InputError(f"{self.name!r} is an encoder (BERT-style) model and cannot generate; call lm(texts)")
+        if isinstance(generate, bool) or not isinstance(generate, int) or generate < 1:
+            raise InputError(f"generate must be an integer >= 1 (tokens to generate), got {generate!r}")
+        sampling = SamplingConfig.make(do_sample, temperature, top_k, top_p, seed)
+        vocab = self.adapter.head.out_features if isinstance(self.adapter.head, torch.nn.Linear) else None
+        if not isinstance(topk_candidates, int) or topk_candidates < 1 or (vocab and topk_candidates > vocab):
+            raise InputError(f"topk_candidates must be an integer in 1..{vocab or 'vocab size'}, got {topk_candidates!r}")
+        if attention and self.model.config._attn_implementation != "eager":
+            raise InputError(
+                "attention weights need eager attention; load the model with "
+                "ecco_sdk.from_pretrained(name, attention=True)"
+            )
+        methods = _attribution_methods(attribution)
+        ids = self.encode(text)
+        self._check_length(ids.shape[1], generate)
+        start = time.perf_counter()
+        if self.kind == "seq2seq":
+            out = self._generate_seq2seq(ids, generate, sampling, topk_candidates, attention, stop_at_eos)
+        else:
+            out = self._generate_causal(ids, generate, sampling, topk_candidates, attention, stop_at_eos)
+        out.generation.update(sampling.to_dict(), seconds=round(time.perf_counter() - start, 4))
+        if methods:
+            from .attribution import attribute_output
+
+            attribute_output(self, out, methods, **attribution_kwargs)
+        return out
+
+    def _progress(self, total: int) -> tqdm:
+        return tqdm(total=total, desc=f"ecco_sdk: generating ({self.name})", disable=not self.verbose, leave=False)
+
+    def _forward_kwargs(self) -> dict[str, Any]:
+        params = inspect.signature(self.model.forward).parameters
+        return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+    def _generate_causal(self, ids, n_new, sampling, k, attention, stop_at_eos) -> OutputSeq:
+        from transformers import DynamicCache
+
+        model, dev = self.model, self.device
+        ids = ids.to(dev)
+        rec = self._recording()
+        steps = _StepLog(k)
+        attn_rows: list[tuple[torch.Tensor, ...]] = []
+        eos = self._eos_ids() if stop_at_eos else set()
+        extra = self._forward_kwargs()
+        cache = DynamicCache(config=model.config)
+        generated: list[int] = []
+        with torch.inference_mode(), capture.recording(rec), self._progress(n_new) as bar:
+            out = model(input_ids=ids, past_key_values=cache, use_cache=True, output_attentions=attention, **extra)
+            for _ in range(n_new):
+                if attention:
+                    attn_rows.append(out.attentions)
+                logits = out.logits[0, -1].float()
+                next_id = choose_next(logits, sampling)
+                steps.add(logits, next_id)
+                generated.append(next_id)
+                bar.update()
+                # One more forward over the new token: its activations, and the next step's logits.
+                step_ids = torch.tensor([[next_id]], device=dev)
+                out = model(input_ids=step_ids, past_key_values=cache, use_cache=True, output_attentions=attention, **extra)
+                if next_id in eos:
+                    break
+            if attention:
+                attn_rows.append(out.attentions)
+        all_ids = ids[0].tolist() + generated
+        seq = self._sequence(all_ids, ids.shape[1], len(generated), steps, rec, "main")
+        if attention:
+            seq.attention = _assemble_attention(attn_rows, len(all_ids))
+        return seq
+
+    def _generate_seq2seq(self, ids, n_new, sampling, k, attention, stop_at_eos) -> OutputSeq:
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        model, dev = self.model, self.device
+        ids = ids.to(dev)
+        rec = self._recording()
+        steps = _StepLog(k)
+        eos = self._eos_ids() if stop_at_eos else set()
+        start_id = model.config.decoder_start_token_id
+        if start_id is None:
+            start_id = model.config.pad_token_id
+        dec_ids = [int(start_id)]
+        cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+        with torch.inference_mode(), capture.recording(rec), self._progress(n_new) as bar:
+            enc = model.get_encoder()(input_ids=ids, output_attentions=attention)
+            out = model(
+                encoder_outputs=enc,
+                decoder_input_ids=torch.tensor([dec_ids], device=dev),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            for _ in range(n_new):
+                logits = out.logits[0, -1].float()
+                next_id = choose_next(logits, sampling)
+                steps.add(logits, next_id)
+                dec_ids.append(next_id)
+                bar.update()
+                out = model(
+                    encoder_outputs=enc,
+                    decoder_input_ids=torch.tensor([[next_id]], device=dev),
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                if next_id in eos:
+                    break
+        all_ids = ids[0].tolist() + dec_ids
+        seq = self._sequence(all_ids, ids.shape[1], len(dec_ids) - 1, steps, rec, "decoder")
+        seq.encoder_hidden_states = _first_item(rec.stacked("hidden", "encoder"))
+        seq.encoder_activations = _ffn_layout(rec.stacked("ffn", "encoder"))
+        if attention and enc.attentions:
+            seq.attention = torch.stack([a[0] for a in enc.attentions]).float().cpu().numpy()
+            seq.meta["attention_scope"] = "encoder self-attention"
+        return seq
+
+    def _sequence(self, all_ids, n_input, n_generated, steps, rec, stack) -> OutputSeq:
+        cand_ids, cand_probs = steps.arrays()
+        return OutputSeq(
+            model_name=self.name,
+            kind=self.kind,
+            token_ids=np.asarray(all_ids, dtype=np.int64),
+            tokens=self.token_strings(all_ids),
+            n_input_tokens=int(n_input),
+            n_generated=int(n_generated),
+            candidate_ids=cand_ids,
+            candidate_tokens=[self.token_strings(row) for row in cand_ids] if cand_ids is not None else [],
+            candidate_probs=cand_probs,
+            hidden_states=_first_item(rec.stacked("hidden", stack)),
+            activations=_ffn_layout(rec.stacked("ffn", stack)),
+            activation_layers=list(self.activation_layers) if self.activation_layers is not None else None,
+            meta={"adapter": self.adapter.describe(), "source": self.loaded.source},
+            lm=self,
+        )
+
+    # ----- batched forward ----------------------------------------------------------------------
+    def __call__(self, texts: str | Sequence[str] | Any, attention: bool = False) -> BatchOutput:
+        """Run a padded batch forward over texts (or a tokenizer BatchEncoding); padding is removed from results."""
+        if self.kind == "seq2seq":
+            raise InputError("encoder-decoder models analyse generated text: use lm.generate(text, generate=N)")
+        enc = self._batch_encoding(texts)
+        input_ids = enc["input_ids"]
+        mask = enc.get("attention_mask")
+        mask = torch.ones_like(input_ids) if mask is None else mask
+        if int(mask.sum(1).min()) == 0:
+            raise InputError("one of the texts is empty; remove it or add text")
+        self._check_length(int(input_ids.shape[1]))
+        if attention and self.model.config._attn_implementation != "eager":
+            raise InputError("attention weights need eager attention; load with from_pretrained(name, attention=True)")
+        rec = self._recording()
+        inputs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+        extra = self._forward_kwargs()
+        with torch.inference_mode(), capture.recording(rec):
+            out = self.model(**inputs, output_attentions=attention, **extra)
+        hidden = rec.stacked("hidden", "main")
+        ffn = rec.stacked("ffn", "main")
+        seqs = []
+        for b in range(input_ids.shape[0]):
+            keep = mask[b].bool()
+            ids = input_ids[b][keep].tolist()
+            seq = OutputSeq(
+                model_name=self.name,
+                kind=self.kind,
+                token_ids=np.asarray(ids, dtype=np.int64),
+                tokens=self.token_strings(ids),
+                n_input_tokens=len(ids),
+                hidden_states=hidden[:, b][:, keep].numpy() if hidden is not None else None,
+                activations=ffn[:, b][:, keep].transpose(1, 2).numpy().copy() if ffn is not None else None,
+                activation_layers=list(self.activation_layers) if self.activation_layers is not None else None,
+                meta={"adapter": self.adapter.describe(), "source": self.loaded.source},
+                lm=self,
+            )
+            if attention and out.attentions:
+                seq.attention = torch.stack([a[b][:, keep][:, :, keep] for a in out.attentions]).float().numpy()
+            seqs.append(seq)
+        return BatchOutput(seqs)
+
+    def _batch_encoding(self, texts: Any) -> dict[str, torch.Tensor]:
+        if isinstance(texts, str):
+            texts = [texts]
+        if hasattr(texts, "keys") and "input_ids" in texts:
+            enc = dict(texts)
+            if not isinstance(enc["input_ids"], torch.Tensor):
+                enc = {k: torch.as_tensor(v) for k, v in enc.items()}
+            if enc["input_ids"].ndim == 1:
+                enc = {k: v.unsqueeze(0) for k, v in enc.items()}
+            return enc
+        texts = list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InputError("pass a text, a list of texts, or a tokenizer BatchEncoding")
+        for i, t in enumerate(texts):
+            if not t.strip():
+                raise InputError(f"text {i} is empty; remove it or add text")
+        return dict(self.tokenizer(texts, padding=True, padding_side="right", return_tensors="pt"))
+
+    # ----- analyses needing weights --------------------------------------------------------------
+    def attribute(self, text: str, target: str, methods: Sequence[str] | str = ("ig",), **kw: Any) -> OutputSeq:
+        """Attribute a given continuation `target` of `text` to the input tokens, without generating."""
+        from .attribution import attribute_text
+
+        return attribute_text(self, text, target, methods, **kw)
+
+
+class _StepLog:
+    """Top-k candidates of each generation step, from the model's own (temperature-1) distribution."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.ids: list[torch.Tensor] = []
+        self.probs: list[torch.Tensor] = []
+
+    def add(self, logits: torch.Tensor, chosen: int) -> None:
+        probs = torch.softmax(logits, dim=-1)
+        top = torch.topk(probs, min(self.k, probs.shape[-1]))
+        self.ids.append(top.indices.cpu())
+        self.probs.append(top.values.cpu())
+
+    def arrays(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if not self.ids:
+            return None, None
+        return torch.stack(self.ids).numpy().astype(np.int64), torch.stack(self.probs).numpy().astype(np.float32)
+
+
+def _first_item(stacked: torch.Tensor | None) -> np.ndarray | None:
+    """(layers, 1, positions, width) -> (layers, positions, width)."""
+    return None if stacked is None else stacked[:, 0].numpy()
+
+
+def _ffn_layout(stacked: torch.Tensor | None) -> np.ndarray | None:
+    """(layers, 1, positions, neurons) -> (layers, neurons, positions), ecco's layout."""
+    return None if stacked is None else stacked[:, 0].transpose(1, 2).numpy().copy()
+
+
+def _assemble_attention(rows: list[tuple[torch.Tensor, ...]], n: int) -> np.ndarray:
+    """Stitch per-step attention rows (queries x keys so far) into (layers, heads, n, n)."""
+    layers, heads = len(rows[0]), rows[0][0].shape[1]
+    full = torch.zeros(layers, heads, n, n)
+    q = 0
+    for step in rows:
+        for layer, a in enumerate(step):
+            nq, nk = a.shape[2], a.shape[3]
+            full[layer, :, q : q + nq, :nk] = a[0].float().cpu()
+        q += step[0].shape[2]
+    return full[:, :, :q, :q].numpy()
+
+
+def _attribution_methods(attribution: Sequence[str] | str | None) -> list[str]:
+    if attribution is None:
+        return []
+    methods = [attribution] if isinstance(attribution, str) else list(attribution)
+    from .attribution import canonical_method
+
+    return [canonical_method(m) for m in methods]
+
+
+def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int] | None:
+    if layers is None:
+        return None
+    out = sorted({int(x) for x in layers})
+    bad = [x for x in out if not 0 <= x < n_layers]
+    if bad or not out:
+        raise InputError(f"activation layers {bad or list(layers)} out of range: this model has layers 0..{n_layers - 1}")
+    return out
+
+
+def _probe(lm: LM) -> None:
+    """Calibrate the logit lens on a tiny input: unembedding the last block must reproduce the logits."""
+    adapter, model = lm.adapter, lm.model
+    if adapter.head is None or adapter.lens_checked:
+        return
+    ids = torch.tensor([[int(i) for i in _probe_ids(lm)]], device=lm.device)
+    rec = capture.Recording(activations=False)
+    with torch.inference_mode(), capture.recording(rec):
+        if lm.kind == "seq2seq":
+            start = model.config.decoder_start_token_id or 0
+            out = model(input_ids=ids, decoder_input_ids=torch.tensor([[start, *ids[0, :2].tolist()]], device=lm.device))
+            stack = "decoder"
+        else:
+            out = model(input_ids=ids)
+            stack = "main"
+    hidden = rec.stacked("hidden", stack)
+    if hidden is None or getattr(out, "logits", None) is None:
+        return
+    with torch.inference_mode():
+        calibrate_lens(adapter, hidden[-1].to(lm.device), out.logits)
+
+
+def _probe_ids(lm: LM) -> list[int]:
+    ids = lm.tokenizer("The quick brown fox jumps", add_special_tokens=True).input_ids
+    vocab = getattr(lm.model.config, "vocab_size", None) or 100
+    return [i % vocab for i in ids[:8]] or [1, 2, 3]
+
+
+def from_pretrained(
+    name: str,
+    activations: bool = True,
+    *,
+    hidden_states: bool = True,
+    activation_layers: Sequence[int] | None = None,
+    attention: bool = False,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: str | dict | None = None,
+    kind: str | None = None,
+    adapter: AdapterSpec | None = None,
+    verbose: bool = True,
+) -> LM:
+    """Load a model by embedded name ('smollm2-135m-instruct', 'minilm-l6'), hub id or folder, ready to analyse.
+
+    Weights are shared by every `LM` in the process that asks for the same model, device and dtype.
+    `device_map` (e.g. "auto") spreads a model too large for one GPU through accelerate.
+    """
+    loaded = models.load(
+        name, device=device, dtype=dtype, device_map=device_map, attention=attention, kind=kind, verbose=verbose
+    )
+    with loaded.lock:
+        if loaded.adapter is None:
+            loaded.adapter = build_adapter(loaded.model, loaded.kind, adapter)
+            loaded.adapter_spec = adapter
+            capture.install(loaded.model, loaded.adapter)
+        elif adapter is not None and adapter != loaded.adapter_spec:
+            raise InputError(
+                f"{name!r} is already loaded in this process with adapter {loaded.adapter_spec}; "
+                "pass the same AdapterSpec (or none) to every from_pretrained call for one model"
+            )
+        built = loaded.adapter
+        lm = LM(
+            loaded,
+            built,
+            activations=activations,
+            hidden_states=hidden_states,
+            activation_layers=activation_layers,
+            verbose=verbose,
+        )
+        _probe(lm)
+    return lm

@@ -1,0 +1,99 @@
+"""Shared test set-up: offline hub, no telemetry, and the embedded models loaded once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+FAMILIES = ("gpt2", "llama", "qwen2", "gemma", "gpt_neox", "bert", "distilbert", "t5")
+
+
+def _tiny_config(family: str, vocab: int):
+    """A small random config per architecture family (2 layers, hidden 32, FFN 64)."""
+    import transformers as tf
+
+    common = {"vocab_size": vocab}
+    if family == "gpt2":
+        return tf.GPT2Config(n_layer=2, n_embd=32, n_head=2, n_inner=64, n_positions=128, bos_token_id=0,
+                             eos_token_id=2, **common)
+    if family == "llama":
+        return tf.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                              num_key_value_heads=1, max_position_embeddings=128, eos_token_id=2, **common)
+    if family == "qwen2":
+        return tf.Qwen2Config(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                              num_key_value_heads=1, max_position_embeddings=128, eos_token_id=2, **common)
+    if family == "gemma":
+        return tf.GemmaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=16, max_position_embeddings=128, eos_token_id=2,
+                              pad_token_id=0, bos_token_id=1, **common)
+    if family == "gpt_neox":
+        return tf.GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                max_position_embeddings=128, eos_token_id=2, **common)
+    if family == "bert":
+        return tf.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                             max_position_embeddings=128, **common)
+    if family == "distilbert":
+        return tf.DistilBertConfig(n_layers=2, dim=32, hidden_dim=64, n_heads=2, max_position_embeddings=128, **common)
+    if family == "t5":
+        return tf.T5Config(num_layers=2, num_decoder_layers=2, d_model=32, d_ff=64, num_heads=2, d_kv=16,
+                           decoder_start_token_id=0, pad_token_id=0, eos_token_id=2, **common)
+    raise ValueError(family)
+
+
+def _tiny_model_class(family: str):
+    import transformers as tf
+
+    if family in ("bert", "distilbert"):
+        return tf.AutoModelForMaskedLM
+    if family == "t5":
+        return tf.AutoModelForSeq2SeqLM
+    return tf.AutoModelForCausalLM
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Build (once per session) a folder with a tiny random model of a family and a real tokenizer."""
+    import torch
+
+    from ecco_sdk.models import load
+
+    made: dict[str, str] = {}
+
+    def make(family: str) -> str:
+        if family in made:
+            return made[family]
+        tok_name = "minilm-l6" if family in ("bert", "distilbert") else "smollm2-135m-instruct"
+        tok = load(tok_name, verbose=False).tokenizer
+        torch.manual_seed(0)
+        cfg = _tiny_config(family, len(tok))
+        model = _tiny_model_class(family).from_config(cfg)
+        folder = tmp_path_factory.mktemp(f"tiny-{family}")
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        made[family] = str(folder)
+        return made[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """The embedded SmolLM2-135M-Instruct, loaded once per test session."""
+    import ecco_sdk
+
+    return ecco_sdk.from_pretrained("smollm2-135m-instruct", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The embedded all-MiniLM-L6-v2 encoder, loaded once per test session."""
+    import ecco_sdk
+
+    return ecco_sdk.from_pretrained("minilm-l6", verbose=False)

@@ -1,0 +1,71 @@
+"""The two embedded models, for real: conversion cache, tokenizer behaviour, top predictions, shapes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ecco_sdk
+from ecco_sdk.models import EMBEDDED, cache_dir
+
+pytestmark = pytest.mark.slow
+
+
+def test_smollm_predicts_paris(smollm):
+    out = smollm.generate("The capital of France is", generate=1)
+    assert out.candidates[0][0].token == " Paris"
+    assert out.candidates[0][0].prob > 0.5
+
+
+def test_smollm_tokenizer_adds_no_bos(smollm):
+    ids = smollm.tokenizer("Heathrow airport is located in the city of").input_ids
+    assert ids[0] != smollm.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    out = smollm.generate("Heathrow airport is located in the city of", generate=8)
+    assert out.candidates[0][0].token == " London"  # with the GGUF's BOS it would be " Southampton"
+    assert out.hidden_states.shape == (31, len(out.tokens), 576)
+    assert out.activations.shape == (30, 1536, len(out.tokens))
+
+
+def test_minilm_six_layers_for_every_real_token(minilm):
+    batch = minilm(["I love commas, really.", "He said she would."])
+    for seq in batch:
+        assert seq.tokens[0] == "[CLS]" and seq.tokens[-1] == "[SEP]"
+        assert seq.activations.shape == (6, 1536, len(seq.tokens))
+        assert np.isfinite(seq.activations).all()
+    assert len(batch[0].tokens) != len(batch[1].tokens)  # padding was removed, not kept
+
+
+def test_list_models_reports_embedded():
+    rows = {m.name: m for m in ecco_sdk.list_models()}
+    assert rows["smollm2-135m-instruct"].available and rows["smollm2-135m-instruct"].cached
+    assert rows["minilm-l6"].available and rows["minilm-l6"].kind == "encoder"
+
+
+def test_conversion_cache_is_reused(tmp_path):
+    """A fresh cache converts the GGUF once; the marker makes the next load skip conversion."""
+    env = {**os.environ, "ECCO_SDK_CACHE": str(tmp_path)}
+    code = (
+        "import time, ecco_sdk; t=time.perf_counter(); "
+        "ecco_sdk.from_pretrained('smollm2-135m-instruct', verbose=False); print(time.perf_counter()-t)"
+    )
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert (tmp_path / "models" / "smollm2-135m-instruct" / "model.safetensors").exists()
+    assert (tmp_path / "models" / "smollm2-135m-instruct" / "ecco_sdk.json").exists()
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert float(second.stdout.split()[-1]) < float(first.stdout.split()[-1])
+    assert EMBEDDED["smollm2-135m-instruct"].source() is not None
+    assert cache_dir() != tmp_path  # the env var only applied to the child processes
+
+
+def test_cli_demo_prints_candidates():
+    res = subprocess.run(
+        [sys.executable, "-m", "ecco_sdk.cli", "demo", "The capital of France is", "--tokens", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "' Paris'" in res.stdout and "<-" in res.stdout
