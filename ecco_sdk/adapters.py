@@ -143,7 +143,9 @@ def _ffn_out_path(block: nn.Module, hidden: int) -> tuple[str, int]:
     """The FFN's output projection: the last Linear that maps a wider space back to the hidden size."""
     widening = [(n, d) for n, m in block.named_modules() if (d := linear_dims(m)) and d[1] == hidden and d[0] > hidden]
     if not widening:
-        widening = [(n, d) for n, m in block.named_modules() if (d := linear_dims(m)) and d[1] == hidden and d[0] != hidden]
+        widening = [
+            (n, d) for n, m in block.named_modules() if (d := linear_dims(m)) and d[1] == hidden and d[0] != hidden
+        ]
     if not widening:
         raise UnsupportedModelError(
             f"no FFN output projection found in {type(block).__name__}: expected a Linear from the FFN width to the "
@@ -283,6 +285,7 @@ def calibrate_lens(adapter: Adapter, final_hidden: torch.Tensor, logits: torch.T
     adapter.lens_checked = err < 1e-3
     if not adapter.lens_checked:
         adapter.head_scale = 1.0
-        adapter.notes[:] = [f"unembedding {adapter.head_path!r} does not reproduce the model's logits (relative "
-                            f"error {err:.2g}): the head is more than one module; pass AdapterSpec(head=...)"]
-
+        adapter.notes[:] = [
+            f"unembedding {adapter.head_path!r} does not reproduce the model's logits (relative "
+            f"error {err:.2g}): the head is more than one module; pass AdapterSpec(head=...)"
+        ]

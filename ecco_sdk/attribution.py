@@ -2,10 +2,11 @@
 
 Methods: integrated gradients, gradient (saliency), input x gradient, and feature ablation. All
 generated tokens are attributed together. A causal model's output at position p depends only on
-inputs up to p, so one interpolated sequence serves every target; the sequence is run chunk by chunk
-over the KV cache (one chunk per target's prediction position) so that each target's backward pass
-only walks its own prefix, and only the logits each target needs are computed. Weights never
-receive gradients.
+inputs up to p, so one forward pass over an interpolated sequence serves every target; only the
+logits the targets need are computed, each target then takes one backward pass through the shared
+graph, and interpolation steps are batched to a memory budget. Weights never receive gradients.
+(Running the sequence chunk by chunk over the KV cache, so each backward walks only its own prefix,
+saves about 14% of the arithmetic for 6 targets but measured slower: smaller matrix products.)
 
 Targets: the target token's probability (the original ecco's), its log-probability, its logit, or a
 contrast with a foil token (target logit minus foil logit). Scope: "prefix" attributes each target to
@@ -92,7 +93,10 @@ class PrimaryAttribution:
         """Scores summed over the sub-word tokens of each word: (words, (targets, words))."""
         groups = word_groups(tokens)
         scores = self.scores(aggregation)
-        words = ["".join(tokens[i] for i in g) for g in groups]
+        words = [
+            "".join(tokens[i][2:] if k and tokens[i].startswith("##") else tokens[i] for k, i in enumerate(g))
+            for g in groups
+        ]
         with np.errstate(invalid="ignore"):
             out = np.stack([_nansum_or_nan(scores[:, g]) for g in groups], axis=1)
         return words, out
@@ -142,9 +146,11 @@ class PrimaryAttribution:
 
 def _nan_to_none(a: np.ndarray) -> Any:
     if a.dtype.kind == "f":
-        return [[None if math.isnan(x) else float(x) for x in row] for row in a] if a.ndim == 2 else [
-            None if math.isnan(x) else float(x) for x in a
-        ]
+        return (
+            [[None if math.isnan(x) else float(x) for x in row] for row in a]
+            if a.ndim == 2
+            else [None if math.isnan(x) else float(x) for x in a]
+        )
     return a.tolist()
 
 
@@ -171,6 +177,7 @@ class _Problem:
     embeds: torch.Tensor  # (L, H) input embeddings
     baseline: torch.Tensor  # (L, H)
     baseline_name: str
+    chunk_tokens: int = 8
 
     @property
     def n_targets(self) -> int:
@@ -235,11 +242,13 @@ def _single_token_id(lm: LM, token: str | int, what: str) -> int:
     return int(ids[0])
 
 
-def _problem(lm: LM, out: OutputSeq, target: str, foil: Any, scope: str, baseline: Any) -> _Problem:
+def _problem(lm: LM, out: OutputSeq, target_kind: str, foil: Any, scope: str, baseline: Any) -> _Problem:
     if lm.kind == "encoder":
-        raise InputError("primary attributions explain generated tokens; this is an encoder model that does not generate")
-    if target not in TARGETS:
-        raise InputError(f"target must be one of {TARGETS}, got {target!r}")
+        raise InputError(
+            "primary attributions explain generated tokens; this is an encoder model that does not generate"
+        )
+    if target_kind not in TARGETS:
+        raise InputError(f"target_kind must be one of {TARGETS}, got {target_kind!r}")
     if scope not in ("prefix", "prompt"):
         raise InputError(f"scope must be 'prefix' (all earlier tokens) or 'prompt', got {scope!r}")
     if out.n_generated < 1:
@@ -262,7 +271,7 @@ def _problem(lm: LM, out: OutputSeq, target: str, foil: Any, scope: str, baselin
         target_positions=positions,
         target_ids=targets,
         foil_ids=_resolve_foils(lm, foil, len(positions)),
-        target_kind=target,
+        target_kind=target_kind,
         scope_mask=scope_mask,
         embeds=embeds,
         baseline=base,
@@ -291,30 +300,45 @@ def _target_value(logits: torch.Tensor, prob: _Problem, j: int) -> torch.Tensor:
     return logp if prob.target_kind == "logprob" else logp.exp()
 
 
-def _forward_kwargs(lm: LM) -> dict[str, Any]:
-    return lm._forward_kwargs()
+def _chunk_bounds(prob: _Problem, group: int) -> list[tuple[int, int]]:
+    """Sequence chunks for the forward: up to the first prediction, then `group` positions at a time.
+
+    Target j reads its logits at position p_j - 1, so its backward pass only walks the chunks up to
+    the one holding that position. One chunk makes the biggest, most efficient matrix products; with
+    many targets, chunks save more backward work than they cost.
+    """
+    first, last = prob.target_positions[0], prob.target_positions[-1]
+    if group <= 0 or last - first <= group:
+        return [(0, last)]
+    bounds = [(0, first)]
+    while bounds[-1][1] < last:
+        bounds.append((bounds[-1][1], min(last, bounds[-1][1] + group)))
+    return bounds
 
 
-def _causal_values(prob: _Problem, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run (m, L, H) inputs chunk by chunk over the KV cache; return each target's values and the chunks."""
+def _causal_values(
+    prob: _Problem, pieces: list[torch.Tensor], bounds: list[tuple[int, int]]
+) -> tuple[list[torch.Tensor], list[int]]:
+    """Run input pieces over the KV cache, computing only the logits targets need; values and source chunk."""
     from transformers import DynamicCache
 
-    lm = prob.lm
-    model = lm.model
-    cache = DynamicCache(config=model.config)
-    extra = _forward_kwargs(lm)
-    values, chunks = [], []
-    start = 0
-    for j, p in enumerate(prob.target_positions):
-        end = p  # the chunk ends at the prediction position p - 1 (inclusive)
-        if end > start:
-            chunk = x[:, start:end]
-            chunks.append(chunk)
-            out = model(inputs_embeds=chunk, past_key_values=cache, use_cache=True, **extra)
-            last = out.logits[:, -1]
-            start = end
-        values.append(_target_value(last, prob, j))
-    return values, chunks
+    model = prob.lm.model
+    cache = DynamicCache(config=model.config) if len(bounds) > 1 else None
+    supports_keep = "logits_to_keep" in prob.lm._forward_kwargs()
+    values: list[torch.Tensor] = [torch.empty(0)] * prob.n_targets
+    chunk_of = [0] * prob.n_targets
+    for c, ((s, e), piece) in enumerate(zip(bounds, pieces, strict=True)):
+        wanted = [(j, p - 1 - s) for j, p in enumerate(prob.target_positions) if s <= p - 1 < e]
+        rows = torch.tensor([k for _, k in wanted], dtype=torch.long)
+        kw = {"past_key_values": cache, "use_cache": True} if cache is not None else {}
+        if supports_keep:
+            logits = model(inputs_embeds=piece, logits_to_keep=rows, **kw).logits
+        else:
+            logits = model(inputs_embeds=piece, **kw).logits[:, rows]
+        for i, (j, _) in enumerate(wanted):
+            values[j] = _target_value(logits[:, i], prob, j)
+            chunk_of[j] = c
+    return values, chunk_of
 
 
 def _seq2seq_values(prob: _Problem, x: torch.Tensor) -> list[torch.Tensor]:
@@ -330,7 +354,8 @@ def _values_no_grad(prob: _Problem, x: torch.Tensor) -> torch.Tensor:
         if prob.lm.kind == "seq2seq":
             vals = _seq2seq_values(prob, x)
         else:
-            vals, _ = _causal_values(prob, x)
+            bounds = _chunk_bounds(prob, prob.chunk_tokens)
+            vals, _ = _causal_values(prob, [x[:, a:b] for a, b in bounds], bounds)
     return torch.stack(vals, dim=1)
 
 
@@ -393,24 +418,15 @@ def _weighted_gradients(prob: _Problem, alphas: np.ndarray, weights: np.ndarray,
 
 
 def _causal_gradients(prob: _Problem, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Per-target weighted gradients through the chunked graph; each backward walks only its prefix."""
+    """Per-target weighted gradients from one shared forward; each backward walks only the chunks it needs."""
+    bounds = _chunk_bounds(prob, prob.chunk_tokens)
+    pieces = [x[:, a:b].detach().requires_grad_(True) for a, b in bounds]
+    values, chunk_of = _causal_values(prob, pieces, bounds)
     out = torch.zeros(prob.n_targets, *x.shape[1:])
-    # Gradients are taken with respect to the chunk views, so autograd never walks later chunks.
-    chunk_inputs = []
-    start = 0
-    pieces = []
-    for p in prob.target_positions:
-        if p > start:
-            piece = x[:, start:p].detach().requires_grad_(True)
-            pieces.append((start, p, piece))
-            start = p
-        chunk_inputs.append(len(pieces))
-    x_chunked = torch.cat([pc for _, _, pc in pieces], dim=1) if len(pieces) > 1 else pieces[0][2]
-    values, _ = _causal_values(prob, x_chunked if start == x.shape[1] else torch.cat([x_chunked, x[:, start:]], 1))
     for j, v in enumerate(values):
-        used = pieces[: chunk_inputs[j]]
-        grads = torch.autograd.grad(v @ w, [pc for _, _, pc in used], retain_graph=j < len(values) - 1)
-        for (a, b, _), g in zip(used, grads):
+        used = pieces[: chunk_of[j] + 1]
+        grads = torch.autograd.grad(v @ w, used, retain_graph=j < len(values) - 1)
+        for (a, b), g in zip(bounds, grads, strict=False):
             out[j, a:b] = g.sum(0).float().cpu()
     return out
 
@@ -423,7 +439,7 @@ def attribute_output(
     out: OutputSeq,
     methods: Sequence[str] | str = ("ig",),
     *,
-    target: str = "prob",
+    target_kind: str = "prob",
     foil: Any = None,
     scope: str = "prefix",
     baseline: str | int = "zeros",
@@ -435,7 +451,7 @@ def attribute_output(
 ) -> dict[str, PrimaryAttribution]:
     """Attribute every generated token of `out` with each method; results are stored in `out.attributions`."""
     methods = [canonical_method(m) for m in ([methods] if isinstance(methods, str) else methods)]
-    prob = _problem(lm, out, target, foil, scope, baseline)
+    prob = _problem(lm, out, target_kind, foil, scope, baseline)
     if internal_batch_size is not None and (not isinstance(internal_batch_size, int) or internal_batch_size < 1):
         raise InputError(f"internal_batch_size must be a positive integer, got {internal_batch_size!r}")
     batch = internal_batch_size or _auto_batch(prob, memory_budget_mb)
@@ -545,16 +561,21 @@ def _result(prob, method, raw, mask, n_steps, delta, params) -> PrimaryAttributi
     )
 
 
-def attribute_text(lm: LM, text: str, target: str, methods: Sequence[str] | str = ("ig",), **kw: Any) -> OutputSeq:
+def attribute_text(
+    lm: LM, text: str, target: str | Sequence[int], methods: Sequence[str] | str = ("ig",), **kw: Any
+) -> OutputSeq:
     """Attribute a given continuation of `text` (teacher-forced, not generated) to the input tokens."""
     from .output import OutputSeq
 
     if lm.kind == "encoder":
         raise InputError("attribution needs a causal or encoder-decoder model")
     prompt_ids = lm.encode(text)[0].tolist()
-    if not isinstance(target, str) or not target:
-        raise InputError("target must be the non-empty continuation text to attribute, e.g. ' Paris'")
-    target_ids = lm.tokenizer(target, add_special_tokens=False).input_ids
+    if isinstance(target, str) and target:
+        target_ids = lm.tokenizer(target, add_special_tokens=False).input_ids
+    elif isinstance(target, list | tuple) and target and all(isinstance(i, int) for i in target):
+        target_ids = [int(i) for i in target]
+    else:
+        raise InputError("target must be the continuation to attribute: text such as ' Paris' or a list of token ids")
     if not target_ids:
         raise InputError(f"target {target!r} produced no tokens")
     if lm.kind == "seq2seq":

@@ -130,7 +130,9 @@ def _state_index(out: OutputSeq, position: int) -> int:
     if out.kind == "seq2seq":
         lo, hi = out.n_input_tokens + 1, n_tokens
         if isinstance(position, bool) or not isinstance(position, int) or not lo <= position <= hi:
-            raise InputError(f"position must be a decoder position in {lo}..{hi} (index into out.tokens), got {position!r}")
+            raise InputError(
+                f"position must be a decoder position in {lo}..{hi} (index into out.tokens), got {position!r}"
+            )
         return position - out.n_input_tokens - 1
     if out.kind == "encoder":
         if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n_tokens:
@@ -176,7 +178,11 @@ def _vocab_size(lm) -> int:
 
 
 def layer_predictions(
-    out: OutputSeq, position: int | None = None, topk: int = 10, layer: int | None = None, include_embeddings: bool = False
+    out: OutputSeq,
+    position: int | None = None,
+    topk: int = 10,
+    layer: int | None = None,
+    include_embeddings: bool = False,
 ) -> LayerPredictions:
     """The top-k tokens each layer (or one `layer`) would predict for the token at `position`."""
     lm = _check_lens(out)

@@ -165,7 +165,9 @@ class LM:
         sampling = SamplingConfig.make(do_sample, temperature, top_k, top_p, seed)
         vocab = self.adapter.head.out_features if isinstance(self.adapter.head, torch.nn.Linear) else None
         if not isinstance(topk_candidates, int) or topk_candidates < 1 or (vocab and topk_candidates > vocab):
-            raise InputError(f"topk_candidates must be an integer in 1..{vocab or 'vocab size'}, got {topk_candidates!r}")
+            raise InputError(
+                f"topk_candidates must be an integer in 1..{vocab or 'vocab size'}, got {topk_candidates!r}"
+            )
         if attention and self.model.config._attn_implementation != "eager":
             raise InputError(
                 "attention weights need eager attention; load the model with "
@@ -217,7 +219,9 @@ class LM:
                 bar.update()
                 # One more forward over the new token: its activations, and the next step's logits.
                 step_ids = torch.tensor([[next_id]], device=dev)
-                out = model(input_ids=step_ids, past_key_values=cache, use_cache=True, output_attentions=attention, **extra)
+                out = model(
+                    input_ids=step_ids, past_key_values=cache, use_cache=True, output_attentions=attention, **extra
+                )
                 if next_id in eos:
                     break
             if attention:
@@ -352,7 +356,9 @@ class LM:
         return dict(self.tokenizer(texts, padding=True, padding_side="right", return_tensors="pt"))
 
     # ----- analyses needing weights --------------------------------------------------------------
-    def attribute(self, text: str, target: str, methods: Sequence[str] | str = ("ig",), **kw: Any) -> OutputSeq:
+    def attribute(
+        self, text: str, target: str | Sequence[int], methods: Sequence[str] | str = ("ig",), **kw: Any
+    ) -> OutputSeq:
         """Attribute a given continuation `target` of `text` to the input tokens, without generating."""
         from .attribution import attribute_text
 
@@ -417,7 +423,9 @@ def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int] | No
     out = sorted({int(x) for x in layers})
     bad = [x for x in out if not 0 <= x < n_layers]
     if bad or not out:
-        raise InputError(f"activation layers {bad or list(layers)} out of range: this model has layers 0..{n_layers - 1}")
+        raise InputError(
+            f"activation layers {bad or list(layers)} out of range: this model has layers 0..{n_layers - 1}"
+        )
     return out
 
 
@@ -431,7 +439,9 @@ def _probe(lm: LM) -> None:
     with torch.inference_mode(), capture.recording(rec):
         if lm.kind == "seq2seq":
             start = model.config.decoder_start_token_id or 0
-            out = model(input_ids=ids, decoder_input_ids=torch.tensor([[start, *ids[0, :2].tolist()]], device=lm.device))
+            out = model(
+                input_ids=ids, decoder_input_ids=torch.tensor([[start, *ids[0, :2].tolist()]], device=lm.device)
+            )
             stack = "decoder"
         else:
             out = model(input_ids=ids)

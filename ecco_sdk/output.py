@@ -157,16 +157,25 @@ class OutputSeq:
         return rankings_watch(self, watch=watch, position=position, **kw)
 
     def run_nmf(
-        self, n_components: int = 4, from_layer: int | None = None, to_layer: int | None = None,
-        stack: str = "main", **kw: Any,
+        self,
+        n_components: int = 4,
+        from_layer: int | None = None,
+        to_layer: int | None = None,
+        stack: str = "main",
+        **kw: Any,
     ):
         """Factorize FFN activations into groups of neurons that fire together (see factors.py)."""
         from .factors import run_nmf
 
         acts, tokens, n_input = self.stack_view(stack)
         return run_nmf(
-            acts, tokens, n_components=n_components, from_layer=from_layer, to_layer=to_layer,
-            n_input_tokens=n_input, **kw,
+            acts,
+            tokens,
+            n_components=n_components,
+            from_layer=from_layer,
+            to_layer=to_layer,
+            n_input_tokens=n_input,
+            **kw,
         )
 
     def stack_view(self, stack: str = "main") -> tuple[np.ndarray, list[str], int]:
@@ -180,7 +189,9 @@ class OutputSeq:
         else:
             acts, tokens, n_input = self.activations, self.tokens, self.n_input_tokens
         if acts is None:
-            raise InputError("this run has no FFN activations; load the model with from_pretrained(name, activations=True)")
+            raise InputError(
+                "this run has no FFN activations; load the model with from_pretrained(name, activations=True)"
+            )
         if self.activation_layers is not None and self.activation_layers != list(range(acts.shape[0])):
             raise InputError(
                 f"this run captured only layers {self.activation_layers}; factor analyses need every layer, so "

@@ -10,7 +10,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
+import pytest
 
 FAMILIES = ("gpt2", "llama", "qwen2", "gemma", "gpt_neox", "bert", "distilbert", "t5")
 
@@ -21,29 +21,79 @@ def _tiny_config(family: str, vocab: int):
 
     common = {"vocab_size": vocab}
     if family == "gpt2":
-        return tf.GPT2Config(n_layer=2, n_embd=32, n_head=2, n_inner=64, n_positions=128, bos_token_id=0,
-                             eos_token_id=2, **common)
+        return tf.GPT2Config(
+            n_layer=2, n_embd=32, n_head=2, n_inner=64, n_positions=128, bos_token_id=0, eos_token_id=2, **common
+        )
     if family == "llama":
-        return tf.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                              num_key_value_heads=1, max_position_embeddings=128, eos_token_id=2, **common)
+        return tf.LlamaConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=128,
+            eos_token_id=2,
+            **common,
+        )
     if family == "qwen2":
-        return tf.Qwen2Config(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                              num_key_value_heads=1, max_position_embeddings=128, eos_token_id=2, **common)
+        return tf.Qwen2Config(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=128,
+            eos_token_id=2,
+            **common,
+        )
     if family == "gemma":
-        return tf.GemmaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                              num_key_value_heads=1, head_dim=16, max_position_embeddings=128, eos_token_id=2,
-                              pad_token_id=0, bos_token_id=1, **common)
+        return tf.GemmaConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=128,
+            eos_token_id=2,
+            pad_token_id=0,
+            bos_token_id=1,
+            **common,
+        )
     if family == "gpt_neox":
-        return tf.GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                                max_position_embeddings=128, eos_token_id=2, **common)
+        return tf.GPTNeoXConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            max_position_embeddings=128,
+            eos_token_id=2,
+            **common,
+        )
     if family == "bert":
-        return tf.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                             max_position_embeddings=128, **common)
+        return tf.BertConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            max_position_embeddings=128,
+            **common,
+        )
     if family == "distilbert":
         return tf.DistilBertConfig(n_layers=2, dim=32, hidden_dim=64, n_heads=2, max_position_embeddings=128, **common)
     if family == "t5":
-        return tf.T5Config(num_layers=2, num_decoder_layers=2, d_model=32, d_ff=64, num_heads=2, d_kv=16,
-                           decoder_start_token_id=0, pad_token_id=0, eos_token_id=2, **common)
+        return tf.T5Config(
+            num_layers=2,
+            num_decoder_layers=2,
+            d_model=32,
+            d_ff=64,
+            num_heads=2,
+            d_kv=16,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=2,
+            **common,
+        )
     raise ValueError(family)
 
 

@@ -143,7 +143,7 @@ def test_activation_layers_subset(tiny_model_dir):
     lm = ecco_sdk.from_pretrained(tiny_model_dir("qwen2"), activation_layers=[1], verbose=False)
     out = lm.generate("x y z", generate=2)
     assert out.activations.shape[0] == 1 and out.activation_layers == [1]
-    with pytest.raises(ecco_sdk.InputError, match="layers 0..1"):
+    with pytest.raises(ecco_sdk.InputError, match=r"layers 0\.\.1"):
         ecco_sdk.from_pretrained(tiny_model_dir("qwen2"), activation_layers=[2], verbose=False)
 
 

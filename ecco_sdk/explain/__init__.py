@@ -1,0 +1,67 @@
+"""LLM-written explanations of NMF factors: few-shot retrieval, local or OpenAI-compatible backends, scoring.
+
+Typical use::
+
+    from ecco_sdk.explain import explain_factors, score_explanations, format_explanations
+    explanations = explain_factors(tokens, factors)              # local SmolLM2, dense retrieval
+    report = score_explanations(explanations, factor_fn, held_out_texts)
+    print(format_explanations(explanations, report))
+"""
+
+from __future__ import annotations
+
+from .backends import Backend, Completion, ForcedScorer, LocalBackend, LogprobCompleter, OpenAIBackend, get_backend
+from .embeddings import Embedder, OpenAIEmbedder, SentenceTransformerEmbedder, get_embedder
+from .explainer import Explanation, explain_factors, explain_record
+from .library import Example, Library, default_library_path, load_library, parse_library
+from .prompt import SYSTEM_PROMPT, Prompt, pack_prompt
+from .records import ActivationRecord, display_tokens, records_from_factors, to_levels
+from .retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, make_retriever, mmr
+from .scoring import FactorScore, MethodScores, ScoreReport, score_explanations, top_tokens_explanation
+from .store import ExampleStore, SyncStats, chroma_client, open_store
+from .summary import format_explanations
+
+__all__ = [
+    "SYSTEM_PROMPT",
+    "ActivationRecord",
+    "BM25Retriever",
+    "Backend",
+    "Completion",
+    "DenseRetriever",
+    "Embedder",
+    "Example",
+    "ExampleStore",
+    "Explanation",
+    "FactorScore",
+    "ForcedScorer",
+    "HybridRetriever",
+    "Library",
+    "LocalBackend",
+    "LogprobCompleter",
+    "MethodScores",
+    "OpenAIBackend",
+    "OpenAIEmbedder",
+    "Prompt",
+    "Retriever",
+    "ScoreReport",
+    "SentenceTransformerEmbedder",
+    "SyncStats",
+    "chroma_client",
+    "default_library_path",
+    "display_tokens",
+    "explain_factors",
+    "explain_record",
+    "format_explanations",
+    "get_backend",
+    "get_embedder",
+    "load_library",
+    "make_retriever",
+    "mmr",
+    "open_store",
+    "pack_prompt",
+    "parse_library",
+    "records_from_factors",
+    "score_explanations",
+    "to_levels",
+    "top_tokens_explanation",
+]

@@ -1,0 +1,561 @@
+"""LLM backends that write and score explanations: any OpenAI-compatible server, or the embedded SmolLM2.
+
+Every backend implements `Backend`: ``complete(messages, max_tokens) -> str`` plus token counting in the
+backend's own units, so prompts are packed against the real budget. Scoring uses richer signals when a
+backend has them:
+
+* `ForcedScorer` (the local backend): teacher-forced expected 0-10 values at given slots of an answer,
+  and probabilities of fixed choices (``Yes``/``No``) for the next token, read from the logits.
+* `LogprobCompleter` (OpenAI-compatible servers): a completion with per-token top logprobs, when the
+  server returns them.
+
+Token counts: the local backend counts with its own Hugging Face tokenizer and chat template. For
+OpenAI-compatible servers ``tiktoken`` is not usable offline, so `OpenAIBackend.count_tokens` estimates
+``ceil(len(text) / 4)`` (about right for English BPE) plus 4 tokens per message; set
+``ECCO_SDK_TIKTOKEN=1`` to use tiktoken instead when it is installed with its encodings cached.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import BackendError, InputError
+from ._openai import RetryPolicy, Secret, call_with_retries, make_client, public_url, resolve_base_url, resolve_key
+
+Message = dict[str, str]
+
+DEFAULT_LOCAL_MODEL = "smollm2-135m-instruct"
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+MAX_VALUE = 10
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What explain and score need from any LLM: chat completion and token counting."""
+
+    name: str
+    context_window: int
+
+    def complete(self, messages: Sequence[Message], max_tokens: int = 64) -> str:
+        """The assistant's reply to a chat."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens a piece of text costs in this backend's units."""
+        ...
+
+    def count_messages(self, messages: Sequence[Message]) -> int:
+        """Tokens a whole chat prompt costs, including the chat template's own tokens."""
+        ...
+
+
+@runtime_checkable
+class ForcedScorer(Protocol):
+    """A backend that exposes next-token logits, so scoring needs no generation or parsing."""
+
+    def slot_expected_values(self, batch: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[np.ndarray]:
+        """Expected 0-10 value at each slot between answer pieces, one array per (messages, pieces) item."""
+        ...
+
+    def choice_probabilities(self, batch: Sequence[Sequence[Message]], choices: Sequence[Sequence[str]]) -> np.ndarray:
+        """Probability of each choice as the reply's first token, normalised over the choices."""
+        ...
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token with its log-probability and the server's top alternatives."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Completion:
+    """A reply with, when the server returned them, per-token logprobs."""
+
+    text: str
+    tokens: list[TokenLogprob] | None = None
+
+
+@runtime_checkable
+class LogprobCompleter(Protocol):
+    """A backend that can return token logprobs with a completion (OpenAI-compatible servers)."""
+
+    def complete_logprobs(self, messages: Sequence[Message], max_tokens: int = 64, top_logprobs: int = 5) -> Completion:
+        """A completion with per-token logprobs, or tokens=None when the server ignores the request."""
+        ...
+
+
+def _check_messages(messages: Sequence[Message]) -> list[Message]:
+    out = []
+    for i, m in enumerate(messages):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ("system", "user", "assistant")
+            or not isinstance(m.get("content"), str)
+        ):
+            raise InputError(f"message #{i} must be a dict with role system/user/assistant and string content")
+        out.append({"role": m["role"], "content": m["content"]})
+    if not out:
+        raise InputError("messages is empty; pass at least one user message")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenAI-compatible servers
+
+
+def _tiktoken_encoder(model: str) -> Any | None:
+    if os.environ.get("ECCO_SDK_TIKTOKEN", "").lower() not in ("1", "true", "yes"):
+        return None
+    try:  # pragma: no cover - tiktoken is optional and needs cached encodings
+        import tiktoken
+
+        try:
+            return tiktoken.encoding_for_model(model)
+        except KeyError:
+            return tiktoken.get_encoding("o200k_base")
+    except Exception:  # pragma: no cover - no tiktoken or no cached encoding: fall back to the estimate
+        return None
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat-completions server (OpenAI, vLLM, Ollama, llama.cpp) via the openai client."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        temperature: float = 0.0,
+        context_window: int = 16000,
+    ) -> None:
+        if timeout <= 0 or max_retries < 0 or backoff < 0:
+            raise InputError("timeout must be > 0, max_retries >= 0 and backoff >= 0")
+        self.model = model or os.environ.get("ECCO_SDK_OPENAI_MODEL") or DEFAULT_OPENAI_MODEL
+        self._base_url = resolve_base_url(base_url)
+        self._key: Secret = resolve_key(api_key, self._base_url)
+        self.timeout = float(timeout)
+        self.policy = RetryPolicy(max_retries=max_retries, backoff=backoff)
+        self.temperature = float(temperature)
+        self.context_window = int(context_window)
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._encoder = _tiktoken_encoder(self.model)
+
+    @property
+    def base_url(self) -> str:
+        """The server URL, without credentials (safe to show)."""
+        return public_url(self._base_url)
+
+    @property
+    def name(self) -> str:
+        """Identifies the model and server in results."""
+        return f"openai:{self.model}@{self.base_url}"
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    def with_key(self, api_key: str) -> OpenAIBackend:
+        """A copy that uses another key (for one call); this backend keeps its own."""
+        twin = OpenAIBackend.__new__(OpenAIBackend)
+        twin.__dict__.update(self.__dict__)
+        twin._key = Secret(api_key)
+        twin._client = None
+        twin._client_lock = threading.Lock()
+        return twin
+
+    def _get_client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = make_client(self._base_url, self._key, self.timeout)
+            return self._client
+
+    def count_tokens(self, text: str) -> int:
+        """Token estimate: tiktoken when enabled and cached, else ceil(chars / 4)."""
+        if self._encoder is not None:  # pragma: no cover - optional
+            return len(self._encoder.encode(text))
+        return math.ceil(len(text) / 4)
+
+    def count_messages(self, messages: Sequence[Message]) -> int:
+        """Prompt estimate: content tokens plus 4 per message and 3 for the reply's start."""
+        return sum(self.count_tokens(m["content"]) + 4 for m in messages) + 3
+
+    def _create(self, messages: Sequence[Message], max_tokens: int, **extra: Any) -> Any:
+        client = self._get_client()
+        msgs = _check_messages(messages)
+        return call_with_retries(
+            lambda: client.chat.completions.create(
+                model=self.model, messages=msgs, max_tokens=int(max_tokens), temperature=self.temperature, **extra
+            ),
+            what=f"chat completion with {self.model!r}",
+            url=self._base_url,
+            key=self._key,
+            policy=self.policy,
+        )
+
+    @staticmethod
+    def _text(response: Any) -> str:
+        try:
+            content = response.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
+            raise BackendError(
+                "the server's chat completion had no choices; is this an OpenAI-compatible server?"
+            ) from None
+        return content or ""
+
+    def complete(self, messages: Sequence[Message], max_tokens: int = 64) -> str:
+        """The assistant's reply (greedy-ish: temperature 0 by default)."""
+        return self._text(self._create(messages, max_tokens))
+
+    def complete_logprobs(self, messages: Sequence[Message], max_tokens: int = 64, top_logprobs: int = 5) -> Completion:
+        """A reply with per-token top logprobs; tokens is None if the server does not return them."""
+        response = self._create(messages, max_tokens, logprobs=True, top_logprobs=int(top_logprobs))
+        text = self._text(response)
+        content = getattr(getattr(response.choices[0], "logprobs", None), "content", None)
+        if not content:
+            return Completion(text=text, tokens=None)
+        tokens = [
+            TokenLogprob(
+                token=item.token,
+                logprob=float(item.logprob),
+                top=[(alt.token, float(alt.logprob)) for alt in (item.top_logprobs or [])],
+            )
+            for item in content
+        ]
+        return Completion(text=text, tokens=tokens)
+
+    def embed(self, texts: Sequence[str], model: str) -> np.ndarray:
+        """Embeddings from the same server (used by `OpenAIEmbedder`)."""
+        client = self._get_client()
+        items = [str(t) if str(t).strip() else " " for t in texts]
+        response = call_with_retries(
+            lambda: client.embeddings.create(model=model, input=items),
+            what=f"embeddings with {model!r}",
+            url=self._base_url,
+            key=self._key,
+            policy=self.policy,
+        )
+        data = sorted(response.data, key=lambda d: d.index)
+        if len(data) != len(items):
+            raise BackendError(f"the embeddings server returned {len(data)} vectors for {len(items)} texts")
+        return np.asarray([d.embedding for d in data], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# The embedded local model
+
+
+class LocalBackend:
+    """An LLM run in-process with transformers (default: the embedded SmolLM2-135M-Instruct), fully offline."""
+
+    #: What fills an unknown activation slot while teacher forcing (as in OpenAI's simulator).
+    PLACEHOLDER = "unknown"
+
+    def __init__(self, model: str = DEFAULT_LOCAL_MODEL, *, max_batch: int = 16, greedy: bool = True) -> None:
+        self.model_name = model
+        self.max_batch = max(1, int(max_batch))
+        self.greedy = greedy
+        self._loaded: Any = None
+        self._load_lock = threading.Lock()
+        self._specials: list[str] | None = None
+
+    @property
+    def name(self) -> str:
+        """Identifies the model in results."""
+        return f"local:{self.model_name}"
+
+    def __repr__(self) -> str:
+        return f"LocalBackend(model={self.model_name!r})"
+
+    @property
+    def loaded(self) -> Any:
+        """The model and tokenizer (loaded on first use, shared across the process)."""
+        with self._load_lock:
+            if self._loaded is None:
+                from .. import models
+
+                loaded = models.load(self.model_name, verbose=False)
+                if loaded.kind != "causal":
+                    raise InputError(f"{self.model_name!r} is a {loaded.kind} model; the explainer needs a causal LM")
+                self._loaded = loaded
+            return self._loaded
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's Hugging Face tokenizer."""
+        return self.loaded.tokenizer
+
+    @property
+    def context_window(self) -> int:
+        """The model's maximum sequence length."""
+        return int(getattr(self.loaded.model.config, "max_position_embeddings", 2048) or 2048)
+
+    def _special_strings(self) -> list[str]:
+        tok = self.tokenizer
+        found = set(getattr(tok, "all_special_tokens", []) or [])
+        for added in (getattr(tok, "added_tokens_decoder", None) or {}).values():
+            if getattr(added, "special", False):
+                found.add(str(added.content))
+        return sorted((s for s in found if len(s) > 1), key=len, reverse=True)
+
+    def defuse(self, text: str) -> str:
+        """Break special-token strings inside content (e.g. a shown "<|im_start|>") so they stay plain text."""
+        if self._specials is None:
+            self._specials = self._special_strings()
+        for special in self._specials:
+            if special in text:
+                text = text.replace(special, special[0] + "\u2060" + special[1:])
+        return text
+
+    def _template(self, messages: Sequence[Message], generation_prompt: bool = True) -> str:
+        msgs = [{"role": m["role"], "content": self.defuse(m["content"])} for m in _check_messages(messages)]
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation_prompt)
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs)
+        return text + ("assistant: " if generation_prompt else "")
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        """Exact count with the model's tokenizer."""
+        return len(self._encode(text))
+
+    def count_messages(self, messages: Sequence[Message]) -> int:
+        """Exact count of the templated chat prompt."""
+        return len(self._encode(self._template(messages)))
+
+    def complete(self, messages: Sequence[Message], max_tokens: int = 64) -> str:
+        """Generate a reply with the chat template (greedy by default)."""
+        import torch
+
+        lm = self.loaded
+        ids = self._encode(self._template(messages))
+        if len(ids) + max_tokens > self.context_window:
+            raise InputError(
+                f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds {self.model_name}'s "
+                f"{self.context_window}-token window; lower token_budget"
+            )
+        input_ids = torch.tensor([ids], device=lm.model.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": int(max_tokens), "pad_token_id": lm.tokenizer.pad_token_id}
+        kwargs.update({"do_sample": False} if self.greedy else {"do_sample": True, "temperature": 0.7})
+        with lm.lock, torch.no_grad():
+            out = lm.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+        return lm.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+
+    # -- logits-based scoring ------------------------------------------------------------------------
+
+    def _single_ids(self, texts: Sequence[str]) -> list[int]:
+        ids = []
+        for t in texts:
+            enc = self._encode(t)
+            if len(enc) == 1:
+                ids.append(enc[0])
+        return ids
+
+    def _digit_ids(self) -> tuple[list[int], int | None]:
+        digits = [self._encode(str(d)) for d in range(MAX_VALUE + 1)]
+        if any(len(d) != 1 for d in digits[:MAX_VALUE]):
+            raise BackendError(f"{self.model_name}'s tokenizer does not encode each digit 0-9 as one token")
+        if len(digits[MAX_VALUE]) == 1:
+            return [d[0] for d in digits], None
+        if digits[MAX_VALUE] != [digits[1][0], digits[0][0]]:
+            raise BackendError(f"{self.model_name}'s tokenizer splits '10' oddly; logits scoring is unsupported")
+        return [d[0] for d in digits[:MAX_VALUE]], digits[0][0]
+
+    def _hidden_states(self, chunk: list[list[int]]) -> Any:
+        """Final hidden states for a batch, computing the batch's shared prefix only once (KV cache)."""
+        import torch
+
+        lm = self.loaded
+        model = lm.model
+        pad = lm.tokenizer.pad_token_id or 0
+        shared = _common_prefix(chunk)
+        shared = min(shared, min(len(s) for s in chunk) - 1)
+        device = model.device
+        width = max(len(s) for s in chunk) - shared
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for row, seq in enumerate(chunk):
+            ids[row, : len(seq) - shared] = torch.tensor(seq[shared:])
+            mask[row, shared : len(seq)] = 1
+        if shared < 8:  # not worth a cache: one plain padded pass
+            full = torch.tensor([s + [pad] * (shared + width - len(s)) for s in chunk])
+            return model.base_model(input_ids=full.to(device), attention_mask=mask.to(device))[0]
+        prefix = model.base_model(input_ids=torch.tensor([chunk[0][:shared]], device=device), use_cache=True)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(len(chunk))
+        rest = model.base_model(
+            input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache, use_cache=True
+        )[0]
+        return torch.cat([prefix[0].expand(len(chunk), -1, -1), rest], dim=1)
+
+    def _head_logits(
+        self, sequences: list[list[int]], picks: list[list[tuple[int, list[int]]]]
+    ) -> list[list[np.ndarray]]:
+        """Run the model once per batch and read logits of a few token ids at chosen positions."""
+        import torch
+
+        lm = self.loaded
+        model = lm.model
+        head = model.get_output_embeddings()
+        cap = getattr(model.config, "final_logit_softcapping", None)
+        results: list[list[np.ndarray]] = []
+        for start in range(0, len(sequences), self.max_batch):
+            chunk = sequences[start : start + self.max_batch]
+            with lm.lock, torch.no_grad():
+                hidden = self._hidden_states(chunk)
+                for row in range(len(chunk)):
+                    out_row = []
+                    for pos, token_ids in picks[start + row]:
+                        weight = head.weight[token_ids]
+                        logits = hidden[row, pos] @ weight.T
+                        if getattr(head, "bias", None) is not None:
+                            logits = logits + head.bias[token_ids]
+                        if cap:
+                            logits = cap * torch.tanh(logits / cap)
+                        out_row.append(logits.float().cpu().numpy())
+                    results.append(out_row)
+        return results
+
+    def slot_expected_values(self, batch: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[np.ndarray]:
+        """Teacher-forced expected 0-10 value at each slot between the given answer pieces.
+
+        The answer is ``pieces[0] <slot> pieces[1] <slot> ... pieces[-1]``. Slots are filled with
+        "unknown" and the next-token distribution over the digits is read at each slot. Where the
+        tokenizer writes "10" as "1","0", a second sequence with every slot filled by "1" gives
+        P("0" | "1") against P(end of value | "1"), which splits the mass of "1" between 1 and 10.
+        Both sequences go through the model in one batched forward pass.
+        """
+        value_ids, zero_id = self._digit_ids()
+        one_id = self._encode("1")[0] if zero_id is not None else None
+        sequences: list[list[int]] = []
+        picks: list[list[tuple[int, list[int]]]] = []
+        slots_per_item: list[int] = []
+        for messages, pieces in batch:
+            if len(pieces) < 2:
+                raise InputError("an answer template needs at least one slot (two pieces)")
+            prefix = self._encode(self._template(messages))
+            enc_pieces = [self._encode(self.defuse(p)) for p in pieces]
+            fills = [self._encode(self.PLACEHOLDER)] + ([[one_id]] if one_id is not None else [])
+            for variant, fill in enumerate(fills):
+                seq = list(prefix)
+                pick: list[tuple[int, list[int]]] = []
+                for i in range(len(pieces) - 1):
+                    seq.extend(enc_pieces[i])
+                    if variant == 1:
+                        end = enc_pieces[i + 1][:1] or self._encode("\n")[:1]
+                        pick.append((len(seq), [zero_id, end[0]]))
+                    else:
+                        pick.append((len(seq) - 1, value_ids))
+                    seq.extend(fill)
+                if len(seq) > self.context_window:
+                    raise InputError(
+                        f"a simulation prompt of {len(seq)} tokens exceeds the model's window; shorten texts"
+                    )
+                sequences.append(seq)
+                picks.append(pick)
+            slots_per_item.append(len(pieces) - 1)
+        logits = self._head_logits(sequences, picks)
+        out: list[np.ndarray] = []
+        per_item = 2 if one_id is not None else 1
+        for k, n_slots in enumerate(slots_per_item):
+            first = logits[k * per_item]
+            second = logits[k * per_item + 1] if one_id is not None else None
+            values = np.zeros(n_slots)
+            for s in range(n_slots):
+                p = _softmax(first[s])
+                scale = np.arange(len(p), dtype=np.float64)
+                if second is not None:
+                    q0, q_end = _softmax(second[s])
+                    ev = float(p @ scale) - p[1] + p[1] * (1.0 * q_end + MAX_VALUE * q0)
+                else:
+                    ev = float(p @ scale)
+                values[s] = ev
+            out.append(values)
+        return out
+
+    def choice_probabilities(self, batch: Sequence[Sequence[Message]], choices: Sequence[Sequence[str]]) -> np.ndarray:
+        """P(each choice) as the first reply token; a choice is a list of spellings (e.g. Yes, yes, " Yes")."""
+        choice_ids = [list(dict.fromkeys(self._single_ids(spellings))) for spellings in choices]
+        if any(not ids for ids in choice_ids):
+            raise InputError("every choice needs at least one spelling that is a single token")
+        flat = [i for ids in choice_ids for i in ids]
+        sequences = [self._encode(self._template(m)) for m in batch]
+        picks = [[(len(seq) - 1, flat)] for seq in sequences]
+        logits = self._head_logits(sequences, picks)
+        out = np.zeros((len(sequences), len(choices)))
+        for row, (vec,) in enumerate(logits):
+            p = _softmax(vec)
+            offset = 0
+            for c, ids in enumerate(choice_ids):
+                out[row, c] = p[offset : offset + len(ids)].sum()
+                offset += len(ids)
+        return out
+
+
+def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix all sequences share."""
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        if any(s[i] != first[i] for s in sequences):
+            return i
+    return n
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.asarray(x, dtype=np.float64)
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+_LOCAL: dict[str, LocalBackend] = {}
+_LOCAL_LOCK = threading.Lock()
+
+
+def get_backend(spec: str | Backend | None = None, *, api_key: str | None = None) -> Backend:
+    """Resolve ``"local"``, ``"local:<model>"``, ``"openai"``, ``"openai:<model>"`` or a Backend object.
+
+    None means ``$ECCO_SDK_EXPLAINER`` or ``"local"``. An explicit api_key makes a one-off OpenAI
+    backend for this call; it is never stored on the object you passed.
+    """
+    if spec is None:
+        spec = os.environ.get("ECCO_SDK_EXPLAINER") or "local"
+    if not isinstance(spec, str):
+        if not isinstance(spec, Backend):
+            raise InputError(
+                f"backend {spec!r} does not implement complete/count_tokens/count_messages; use 'local' or 'openai'"
+            )
+        if api_key is not None:
+            if not isinstance(spec, OpenAIBackend):
+                raise InputError("api_key only applies to OpenAI-compatible backends")
+            return spec.with_key(api_key)
+        return spec
+    kind, _, model = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind == "local":
+        if api_key is not None:
+            raise InputError("api_key only applies to OpenAI-compatible backends, not 'local'")
+        name = model or DEFAULT_LOCAL_MODEL
+        with _LOCAL_LOCK:
+            return _LOCAL.setdefault(name, LocalBackend(name))
+    if kind == "openai":
+        return OpenAIBackend(model or None, api_key=api_key)
+    raise InputError(f"unknown backend {spec!r}; use 'local', 'local:<model>', 'openai' or 'openai:<model>'")

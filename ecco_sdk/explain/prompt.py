@@ -1,0 +1,229 @@
+"""Prompts: the explainer's system prompt and few-shot turns, packed to a token budget; plus the scorers' prompts.
+
+Explainer chat: system prompt, then one (user, assistant) pair per packed example, then the factor.
+Each user turn shows a compact activation view (see `records`), each assistant turn one explanation.
+Examples are chosen in rank order while they fit the budget (a too-long one is skipped, the next is
+tried) and placed so that the best-ranked example sits right before the factor. If the factor's own
+view does not fit, weaker tokens and context are dropped step by step (the chosen threshold is kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from .library import Example, Library
+from .records import ActivationRecord
+
+Message = dict[str, str]
+CountFn = Callable[[Sequence[Message]], int]
+
+NO_PATTERN = "no clear pattern"
+
+SYSTEM_PROMPT = (
+    "You explain what a feature inside a language model responds to. You see text where the feature's "
+    "active tokens are marked [token:N]; N from 1 to 10 is how strongly it fires (10 = strongest). "
+    "Unmarked tokens are inactive; … marks skipped text; ↵ is a line break. "
+    "Reply with one short sentence (at most 15 words) saying what the marked tokens have in common, "
+    "for example: commas separating items in a list. "
+    f"If the marked tokens share no clear pattern, reply exactly: {NO_PATTERN}."
+)
+
+USER_TEMPLATE = "Feature activations:\n{view}\n\nWhat does this feature respond to?"
+
+#: Ways to shrink a factor's view that is too long for the budget: (min_level, context) from mild to harsh.
+SHRINK_STEPS: tuple[tuple[int, int], ...] = ((1, 3), (1, 1), (3, 1), (5, 1), (5, 0), (8, 0), (10, 0))
+
+
+@dataclass
+class Prompt:
+    """A packed explainer chat, with what went into it."""
+
+    messages: list[Message]
+    example_ids: list[str] = field(default_factory=list)
+    tokens: int = 0
+    min_level: int = 1
+    context: int = 3
+
+
+def user_turn(record: ActivationRecord, min_level: int = 1, context: int = 3) -> Message:
+    """The user message that shows one record."""
+    view = record.compact(context=context, min_level=min_level) or "(no active tokens)"
+    return {"role": "user", "content": USER_TEMPLATE.format(view=view)}
+
+
+def example_turns(example: Example) -> list[Message]:
+    """A library example as a worked (user, assistant) pair."""
+    return [user_turn(example.record), {"role": "assistant", "content": example.explanation}]
+
+
+def build_messages(
+    record: ActivationRecord,
+    examples: Sequence[Example],
+    *,
+    min_level: int = 1,
+    context: int = 3,
+    system: str = SYSTEM_PROMPT,
+) -> list[Message]:
+    """System prompt, example pairs in the given order, then the factor."""
+    msgs: list[Message] = [{"role": "system", "content": system}]
+    for ex in examples:
+        msgs.extend(example_turns(ex))
+    msgs.append(user_turn(record, min_level=min_level, context=context))
+    return msgs
+
+
+def pack_prompt(
+    record: ActivationRecord,
+    candidates: Sequence[Example],
+    *,
+    count: CountFn,
+    budget: int,
+    n_examples: int,
+    context: int = 3,
+    system: str = SYSTEM_PROMPT,
+) -> Prompt:
+    """Fit the factor plus as many ranked examples as `budget` (counted with `count`) and n_examples allow."""
+    if budget <= 0:
+        raise InputError(f"token_budget must be positive, got {budget}")
+    steps = [(lv, min(ctx, context)) for lv, ctx in SHRINK_STEPS]
+    level, ctx = steps[0]
+    base_tokens = None
+    for level, ctx in steps:
+        base_tokens = count(build_messages(record, [], min_level=level, context=ctx, system=system))
+        if base_tokens <= budget:
+            break
+    else:
+        raise InputError(
+            f"token_budget={budget} is too small: even the factor alone needs {base_tokens} tokens; raise token_budget"
+        )
+    chosen: list[Example] = []
+    tokens = base_tokens
+    for ex in candidates:
+        if len(chosen) >= n_examples:
+            break
+        placed = list(reversed([*chosen, ex]))  # best-ranked last, next to the factor
+        trial_tokens = count(build_messages(record, placed, min_level=level, context=ctx, system=system))
+        if trial_tokens <= budget:
+            chosen.append(ex)
+            tokens = trial_tokens
+    ordered = list(reversed(chosen))
+    messages = build_messages(record, ordered, min_level=level, context=ctx, system=system)
+    return Prompt(messages=messages, example_ids=[ex.id for ex in ordered], tokens=tokens, min_level=level, context=ctx)
+
+
+def clean_explanation(raw: str, max_chars: int = 200) -> str:
+    """The first sentence of a reply, without labels or quotes; empty replies become 'no clear pattern'."""
+    lines = [ln.strip() for ln in raw.strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    for label in ("explanation:", "answer:", "assistant:", "the feature responds to:"):
+        if text.lower().startswith(label):
+            text = text[len(label) :].strip()
+    text = text.strip("*_ ")
+    for stop in (". ", "! ", "? "):
+        if stop in text:
+            text = text.split(stop, 1)[0]
+    text = text.strip().rstrip(".").strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":  # quoted as a whole
+        text = text[1:-1].strip().rstrip(".").strip()
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(" ", 1)[0] + "…"
+    return text or NO_PATTERN
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring prompts
+
+SIMULATION_SYSTEM = (
+    "A feature inside a language model fires on certain tokens. Given an explanation of the feature, "
+    "predict how strongly it fires on each token of a text, from 0 (not at all) to 10 (strongest). "
+    "Most tokens are usually 0. Reply with one line per token, in the given order: the token, a tab, "
+    "the number."
+)
+
+DETECTION_SYSTEM = (
+    "A feature inside a language model is described by an explanation. Decide whether the feature fires "
+    "anywhere in a text: answer Yes if the text contains what the explanation describes, otherwise No. "
+    "Answer with one word: Yes or No."
+)
+
+#: Used as the simulator's worked example when no library is available.
+FALLBACK_SIMULATION_EXAMPLE = Example(
+    id="builtin-commas",
+    category="punctuation",
+    tokens=("I", " love", " apples", ",", " pears", ",", " and", " plums", "."),
+    activations=(0, 0, 0, 10, 0, 9, 1, 0, 2),
+    explanation="commas separating items in a list",
+)
+
+
+#: Categories whose examples teach the simulator little (diffuse or positional patterns).
+_WEAK_SIMULATION_CATEGORIES = ("no-pattern", "position")
+
+
+def _clear_example(ex: Example, max_tokens: int) -> bool:
+    active = sum(1 for a in ex.activations if a > 0)
+    return (
+        len(ex.tokens) <= max_tokens
+        and 0 < active <= len(ex.tokens) // 2
+        and ex.category not in _WEAK_SIMULATION_CATEGORIES
+        and not any(t.startswith(("<|", "[CLS", "[SEP", "<s>", "</s>")) for t in ex.tokens)
+    )
+
+
+def simulation_examples(library: Library | None, k: int = 2, max_tokens: int = 24) -> list[Example]:
+    """Short, clear worked examples for the simulator (sparse, distinct categories), chosen deterministically."""
+    if library is None or len(library) == 0:
+        return [FALLBACK_SIMULATION_EXAMPLE]
+    pool = sorted((ex for ex in library if _clear_example(ex, max_tokens)), key=lambda ex: (len(ex.tokens), ex.id))
+    chosen: list[Example] = []
+    seen: set[str] = set()
+    for ex in pool:
+        if ex.category not in seen:
+            chosen.append(ex)
+            seen.add(ex.category)
+        if len(chosen) >= k:
+            break
+    return chosen or [FALLBACK_SIMULATION_EXAMPLE]
+
+
+def _token_list(display: Sequence[str]) -> str:
+    return "\n".join(display)
+
+
+def simulation_user(explanation: str, display: Sequence[str]) -> Message:
+    """The simulator's question for one text: the explanation and the tokens, one per line."""
+    return {
+        "role": "user",
+        "content": f"Explanation: {explanation}\nTokens:\n{_token_list(display)}\n\nActivations:",
+    }
+
+
+def simulation_messages(explanation: str, display: Sequence[str], examples: Sequence[Example]) -> list[Message]:
+    """Chat for simulating one text: system, worked examples (with true levels), then the question."""
+    msgs: list[Message] = [{"role": "system", "content": SIMULATION_SYSTEM}]
+    for ex in examples:
+        rec = ex.record
+        msgs.append(simulation_user(ex.explanation, rec.display))
+        msgs.append({"role": "assistant", "content": rec.lines()})
+    msgs.append(simulation_user(explanation, display))
+    return msgs
+
+
+def simulation_pieces(display: Sequence[str]) -> list[str]:
+    """The simulator's answer around its value slots: ``tok0<TAB>`` slot ``\\ntok1<TAB>`` slot ... ``\\n``."""
+    if not display:
+        raise InputError("cannot simulate an empty token list")
+    return [f"{display[0]}\t", *[f"\n{tok}\t" for tok in display[1:]], "\n"]
+
+
+def detection_messages(explanation: str, snippet: str) -> list[Message]:
+    """Chat asking whether one snippet matches an explanation."""
+    return [
+        {"role": "system", "content": DETECTION_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Explanation: {explanation}\nText: {snippet}\n\nDoes the feature fire on this text?",
+        },
+    ]

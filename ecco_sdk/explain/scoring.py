@@ -1,0 +1,604 @@
+"""Scoring explanations on held-out text, so a good explanation can be told from a plausible-sounding one.
+
+* Simulation (Bills et al., "Language models can explain neurons in language models", OpenAI 2023):
+  an LLM sees only the explanation and predicts each held-out token's activation 0-10; the score is
+  the Pearson correlation between predicted and true activations pooled over all tokens.
+  - Backends with logits (`ForcedScorer`, the local backend): one teacher-forced pass per text gives
+    the expected value over "0".."10" at every token (see `LocalBackend.slot_expected_values`).
+  - OpenAI-compatible servers: the model writes ``token<TAB>value`` lines (a JSON list of numbers is
+    accepted too). When the server returns logprobs, each value is the expected value over the numeric
+    alternatives at that position; otherwise the written number. Lines that cannot be parsed leave
+    their tokens at 0 and are counted in ``unpredicted`` with a note, never an exception.
+* Detection: held-out text is cut into windows; windows reaching half the factor's held-out peak are
+  "activating", windows below a tenth of it "non-activating"; a balanced, seeded sample of both is
+  shown one at a time and the LLM answers Yes/No. Score: balanced accuracy (plus ROC AUC of P(Yes)
+  when the backend gives probabilities).
+* Baselines, scored the same way: "random" (a seeded random explanation from the example library, or
+  another factor's explanation when no library is available) and "top-tokens" (built without an LLM
+  from the factor's most active tokens in the record the explanation was made from).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, EccoError, InputError
+from .backends import Backend, Completion, ForcedScorer, LogprobCompleter, get_backend
+from .explainer import Explanation
+from .library import Example, Library, as_library
+from .prompt import NO_PATTERN, detection_messages, simulation_examples, simulation_messages, simulation_pieces
+from .records import ActivationRecord, check_non_negative, detokenize, display_tokens
+
+FactorFn = Callable[[list[str]], list[tuple[list[str], np.ndarray]]]
+
+METHODS = ("simulation", "detection")
+BASELINES = ("random", "top-tokens")
+YES = ("Yes", "yes", " Yes", " yes", "YES")
+NO = ("No", "no", " No", " no", "NO")
+_VALUE_LINE = re.compile(r"^(?P<tok>.*?)\t\s*(?P<val>\d+(?:\.\d+)?)\s*$")
+_VALUE_END = re.compile(r"(?P<val>\d+(?:\.\d+)?)\s*$")
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class MethodScores:
+    """Scores of one explanation for one factor (None where a method could not be applied)."""
+
+    simulation: float | None = None
+    detection: float | None = None
+    detection_auc: float | None = None
+    unpredicted: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+
+@dataclass
+class ScoredExplanation:
+    """An explanation (the real one or a baseline) and its scores."""
+
+    kind: str
+    text: str
+    scores: MethodScores
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return {"kind": self.kind, "text": self.text, "scores": self.scores.to_dict()}
+
+
+@dataclass
+class FactorScore:
+    """One factor: its explanation's scores next to the baselines'."""
+
+    factor: int
+    explanation: ScoredExplanation
+    baselines: list[ScoredExplanation] = field(default_factory=list)
+
+    def baseline(self, kind: str) -> ScoredExplanation | None:
+        """The baseline of this kind, if it was scored."""
+        return next((b for b in self.baselines if b.kind == kind), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return {
+            "factor": self.factor,
+            "explanation": self.explanation.to_dict(),
+            "baselines": [b.to_dict() for b in self.baselines],
+        }
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+@dataclass
+class ScoreReport:
+    """Per-factor scores of explanations and baselines on held-out text; `str()` gives a table."""
+
+    factors: list[FactorScore]
+    backend: str
+    methods: list[str]
+    baselines: list[str]
+    n_texts: int
+    seed: int
+
+    def mean(self, metric: str = "simulation", kind: str = "explanation") -> float | None:
+        """Mean of a metric over factors, for the explanations or one baseline kind (None if none scored)."""
+        values = []
+        for f in self.factors:
+            item = f.explanation if kind == "explanation" else f.baseline(kind)
+            value = getattr(item.scores, metric) if item is not None else None
+            if value is not None:
+                values.append(value)
+        return float(np.mean(values)) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON (NaN never appears: unscored values are None)."""
+        return {
+            "backend": self.backend,
+            "methods": list(self.methods),
+            "baselines": list(self.baselines),
+            "n_texts": self.n_texts,
+            "seed": self.seed,
+            "factors": [f.to_dict() for f in self.factors],
+            "means": {m: {k: self.mean(m, k) for k in ("explanation", *self.baselines)} for m in self.methods},
+        }
+
+    def __str__(self) -> str:
+        kinds = ["explanation", *self.baselines]
+        header = ["factor"]
+        for m in self.methods:
+            header += [m] + [f"{m[:3]}:{b}" for b in self.baselines]
+        header.append("explanation")
+        rows = []
+        for f in self.factors:
+            row = [str(f.factor)]
+            for m in self.methods:
+                for k in kinds:
+                    item = f.explanation if k == "explanation" else f.baseline(k)
+                    row.append(_fmt(getattr(item.scores, m) if item else None))
+            text = f.explanation.text
+            row.append(text if len(text) <= 60 else text[:59] + "…")
+            rows.append(row)
+        mean_row = ["mean"] + [_fmt(self.mean(m, k)) for m in self.methods for k in kinds] + [""]
+        rows.append(mean_row)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        lines = [
+            f"Explanation scores ({self.backend}; {self.n_texts} held-out texts; seed {self.seed}; "
+            "simulation = correlation, detection = balanced accuracy)"
+        ]
+        for r in [header, *rows]:
+            lines.append(("  ".join(c.rjust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip())
+        notes = [(f.factor, n) for f in self.factors for n in f.explanation.scores.notes]
+        lines += [f"note (factor {i}): {n}" for i, n in notes]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Held-out data
+
+
+@dataclass
+class HeldOut:
+    """Held-out texts with each factor's activations on them, from the caller's factor_fn."""
+
+    texts: list[str]
+    tokens: list[list[str]]
+    activations: list[np.ndarray]
+
+    def factor_rows(self, factor: int) -> list[np.ndarray]:
+        """This factor's activations, one array per text."""
+        return [a[factor] for a in self.activations]
+
+
+def apply_factor_fn(factor_fn: FactorFn, texts: Sequence[str], n_factors: int) -> HeldOut:
+    """Run the caller's factor model on held-out texts and check what comes back."""
+    items = [str(t) for t in texts]
+    if not items:
+        raise InputError("texts is empty; pass held-out texts the explanations were not made from")
+    try:
+        out = list(factor_fn(items))
+    except EccoError:
+        raise
+    except Exception as err:
+        raise InputError(f"factor_fn failed on the held-out texts: {type(err).__name__}: {err}") from err
+    if len(out) != len(items):
+        raise InputError(f"factor_fn returned {len(out)} results for {len(items)} texts; return one per text")
+    tokens, acts = [], []
+    for i, item in enumerate(out):
+        try:
+            toks, arr = item
+        except (TypeError, ValueError):
+            raise InputError(f"factor_fn result #{i} must be (tokens, activations)") from None
+        arr = np.asarray(arr, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != len(toks):
+            raise InputError(
+                f"factor_fn result #{i}: activations shape {arr.shape} does not match {len(toks)} tokens; "
+                "return (n_factors, n_tokens)"
+            )
+        if arr.shape[0] < n_factors:
+            raise InputError(f"factor_fn result #{i} has {arr.shape[0]} factors; the explanations need {n_factors}")
+        tokens.append([str(t) for t in toks])
+        acts.append(check_non_negative(arr, f"factor_fn result #{i}"))
+    return HeldOut(texts=items, tokens=tokens, activations=acts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulation
+
+
+def pearson(pred: np.ndarray, true: np.ndarray) -> float | None:
+    """Correlation, or None when either side is constant (then it is undefined)."""
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if p.size < 2 or np.std(p) == 0 or np.std(t) == 0:
+        return None
+    return float(np.corrcoef(p, t)[0, 1])
+
+
+def _json_values(text: str, n: int) -> np.ndarray | None:
+    start, end = text.find("["), text.rfind("]")
+    if start < 0 or end <= start:
+        return None
+    try:
+        data = json.loads(text[start : end + 1])
+    except ValueError:
+        return None
+    if not isinstance(data, list) or len(data) != n:
+        return None
+    values = []
+    for v in data:
+        if isinstance(v, dict):
+            v = v.get("activation", v.get("value"))
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        values.append(float(v))
+    return np.clip(np.asarray(values), 0, 10)
+
+
+def _token_at(completion: Completion, char: int) -> int | None:
+    if not completion.tokens or "".join(t.token for t in completion.tokens) != completion.text:
+        return None
+    pos = 0
+    for i, tok in enumerate(completion.tokens):
+        if pos <= char < pos + len(tok.token):
+            return i
+        pos += len(tok.token)
+    return None
+
+
+def _as_value(text: str) -> int | None:
+    core = text.strip()
+    if core.isdigit() and 0 <= int(core) <= 10:
+        return int(core)
+    return None
+
+
+def expected_from_logprobs(completion: Completion, char: int, written: str) -> float | None:
+    """Expected value over numeric alternatives of the token where a written value starts.
+
+    If the server split the value (e.g. "10" as "1","0"), an alternative equal to the written first piece
+    stands for the whole written value; this is an approximation, documented as such.
+    """
+    idx = _token_at(completion, char)
+    if idx is None:
+        return None
+    tok = completion.tokens[idx]
+    first = tok.token.strip()
+    alternatives = tok.top or [(tok.token, tok.logprob)]
+    weights: dict[int, float] = {}
+    for alt, logprob in alternatives:
+        core = alt.strip()
+        value = int(written) if core == first and first != written and written.startswith(first) else _as_value(core)
+        if value is not None:
+            weights[value] = weights.get(value, 0.0) + math.exp(logprob)
+    total = sum(weights.values())
+    if total <= 0:
+        return None
+    return sum(v * w for v, w in weights.items()) / total
+
+
+def parse_simulation(completion: Completion, n_tokens: int) -> tuple[np.ndarray, int]:
+    """Predicted values for n tokens from a written answer, and how many tokens got no value."""
+    as_json = _json_values(completion.text, n_tokens)
+    if as_json is not None:
+        return as_json, 0
+    lines = list(re.finditer(r"[^\n]+", completion.text))
+    matches = [(ln, _VALUE_LINE.match(ln.group())) for ln in lines]
+    tabbed = [(ln, m) for ln, m in matches if m]
+    if len(tabbed) < max(1, n_tokens // 2):
+        tabbed = [(ln, m) for ln in lines if (m := _VALUE_END.search(ln.group()))]
+    values = np.zeros(n_tokens)
+    found = 0
+    for i, (ln, m) in enumerate(tabbed[:n_tokens]):
+        written = m.group("val")
+        value = expected_from_logprobs(completion, ln.start() + m.start("val"), written)
+        values[i] = min(10.0, float(written)) if value is None else value
+        found += 1
+    return values, n_tokens - found
+
+
+def _simulate_written(
+    backend: Backend, explanation: str, display: Sequence[str], examples: Sequence[Example]
+) -> tuple[np.ndarray, int]:
+    messages = simulation_messages(explanation, display, examples)
+    max_tokens = backend.count_tokens("\n".join(f"{t}\t10" for t in display)) + len(display) + 16
+    if isinstance(backend, LogprobCompleter):
+        completion = backend.complete_logprobs(messages, max_tokens=max_tokens, top_logprobs=10)
+    else:
+        completion = Completion(text=backend.complete(messages, max_tokens=max_tokens))
+    return parse_simulation(completion, len(display))
+
+
+def simulate(
+    backend: Backend, explanations: Sequence[str], displays: Sequence[Sequence[str]], examples: Sequence[Example]
+) -> list[tuple[list[np.ndarray], int]]:
+    """Per explanation: predicted 0-10 activations for each text (from the explanation alone), unpredicted count.
+
+    With a logits backend every (explanation, text) pair goes into one batched call, so the shared
+    system prompt and worked examples are computed once.
+    """
+    if isinstance(backend, ForcedScorer):
+        batch = [(simulation_messages(e, d, examples), simulation_pieces(d)) for e in explanations for d in displays]
+        values = [np.asarray(v, dtype=np.float64) for v in backend.slot_expected_values(batch)]
+        n = len(displays)
+        return [(values[i * n : (i + 1) * n], 0) for i in range(len(explanations))]
+    out = []
+    for explanation in explanations:
+        parsed = [_simulate_written(backend, explanation, d, examples) for d in displays]
+        out.append(([v for v, _ in parsed], sum(m for _, m in parsed)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Detection
+
+
+@dataclass
+class Snippet:
+    """A window of held-out text labelled by whether the factor fires in it."""
+
+    text: str
+    positive: bool
+    peak: float
+
+
+def detection_snippets(
+    held: HeldOut, factor: int, *, window: int, per_class: int, rng: np.random.Generator
+) -> list[Snippet]:
+    """A balanced, seeded sample of activating (>= 50% of peak) and silent (<= 10%) windows."""
+    windows: list[tuple[list[str], float]] = []
+    for toks, row in zip(held.tokens, held.factor_rows(factor), strict=True):
+        for start in range(0, len(toks), window):
+            part = toks[start : start + window]
+            if len(part) >= min(3, len(toks)):
+                windows.append((part, float(row[start : start + window].max())))
+    peak = max((p for _, p in windows), default=0.0)
+    if peak <= 0:
+        return []
+    pos = [i for i, (_, p) in enumerate(windows) if p >= 0.5 * peak]
+    neg = [i for i, (_, p) in enumerate(windows) if p <= 0.1 * peak]
+    m = min(len(pos), len(neg), per_class)
+    if m == 0:
+        return []
+    picked = list(rng.choice(pos, m, replace=False)) + list(rng.choice(neg, m, replace=False))
+    rng.shuffle(picked)
+    positives = set(pos)
+    return [Snippet(detokenize(windows[i][0]), i in positives, windows[i][1]) for i in picked]
+
+
+def _yes_probability(completion: Completion) -> float | None:
+    if not completion.tokens:
+        return None
+    first = completion.tokens[0]
+    alts = first.top or [(first.token, first.logprob)]
+    yes = sum(math.exp(lp) for t, lp in alts if t.strip().lower() == "yes")
+    no = sum(math.exp(lp) for t, lp in alts if t.strip().lower() == "no")
+    return yes / (yes + no) if yes + no > 0 else None
+
+
+def _parse_yes_no(text: str) -> bool | None:
+    word = re.match(r"\W*(\w+)", text)
+    if not word:
+        return None
+    w = word.group(1).lower()
+    return True if w == "yes" else False if w == "no" else None
+
+
+def _detect_written(backend: Backend, messages: list[dict[str, str]]) -> tuple[bool, float | None, bool]:
+    if isinstance(backend, LogprobCompleter):
+        completion = backend.complete_logprobs(messages, max_tokens=3, top_logprobs=10)
+    else:
+        completion = Completion(text=backend.complete(messages, max_tokens=3))
+    p = _yes_probability(completion)
+    said = _parse_yes_no(completion.text)
+    decision = p > 0.5 if p is not None else bool(said)
+    return decision, p, p is None and said is None
+
+
+def detect(
+    backend: Backend, explanations: Sequence[str], snippets: Sequence[Snippet]
+) -> list[tuple[np.ndarray, np.ndarray | None, int]]:
+    """Per explanation: Yes/No decisions per snippet, P(Yes) when available, and unreadable answers."""
+    if not snippets:
+        return [(np.zeros(0, dtype=bool), None, 0) for _ in explanations]
+    if isinstance(backend, ForcedScorer):
+        batch = [detection_messages(e, s.text) for e in explanations for s in snippets]
+        p_all = backend.choice_probabilities(batch, [YES, NO])[:, 0]
+        n = len(snippets)
+        return [(p_all[i * n : (i + 1) * n] > 0.5, p_all[i * n : (i + 1) * n], 0) for i in range(len(explanations))]
+    out = []
+    for explanation in explanations:
+        answers = [_detect_written(backend, detection_messages(explanation, s.text)) for s in snippets]
+        probs = [p for _, p, _ in answers]
+        p_arr = np.asarray(probs, dtype=np.float64) if all(p is not None for p in probs) else None
+        out.append((np.asarray([d for d, _, _ in answers], dtype=bool), p_arr, sum(bad for _, _, bad in answers)))
+    return out
+
+
+def balanced_accuracy(decisions: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of the hit rate on activating and the correct-rejection rate on silent snippets."""
+    labels = np.asarray(labels, dtype=bool)
+    decisions = np.asarray(decisions, dtype=bool)
+    return float((decisions[labels].mean() + (~decisions[~labels]).mean()) / 2)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Chance that an activating snippet gets a higher P(Yes) than a silent one (ties count half)."""
+    labels = np.asarray(labels, dtype=bool)
+    pos, neg = scores[labels], scores[~labels]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Baselines
+
+
+def top_tokens_explanation(record: ActivationRecord, k: int = 5) -> str:
+    """An LLM-free explanation naming the factor's most active tokens."""
+    top = [tok for tok, _ in record.top_tokens(k)]
+    if not top:
+        return NO_PATTERN
+    quoted = [json.dumps(t, ensure_ascii=False) for t in top]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    return f"the token{'s' if len(quoted) > 1 else ''} {listed}"
+
+
+def random_explanations(own: Sequence[str], library: Library | None, rng: np.random.Generator) -> list[str]:
+    """A seeded random explanation per factor: a library example's, else another factor's."""
+    pool = [ex.explanation for ex in library] if library is not None and len(library) else list(own)
+    out = []
+    for text in own:
+        choices = [p for p in pool if p != text] or [NO_PATTERN]
+        out.append(choices[int(rng.integers(len(choices)))])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _normalise(explanations: Sequence[Explanation | str]) -> list[tuple[int, str, ActivationRecord | None]]:
+    out = []
+    for i, e in enumerate(explanations):
+        if isinstance(e, Explanation):
+            out.append((e.factor, e.text, e.record))
+        elif isinstance(e, str):
+            out.append((i, e, None))
+        else:
+            raise InputError(f"explanation #{i} must be an Explanation or a string, got {type(e).__name__}")
+    if not out:
+        raise InputError("no explanations to score")
+    return out
+
+
+def _library_or_none(library: Library | str | Path | None) -> Library | None:
+    try:
+        return as_library(library)
+    except ConfigurationError:
+        return None  # no built-in library yet: fall back to built-in worked example / other factors
+
+
+def score_factor(
+    backend: Backend,
+    texts: Sequence[str],
+    factor: int,
+    held: HeldOut,
+    *,
+    methods: Sequence[str],
+    sim_examples: Sequence[Example],
+    snippets: Sequence[Snippet],
+    max_text_tokens: int,
+) -> list[MethodScores]:
+    """Simulation and/or detection scores of several explanations (e.g. one and its baselines) for one factor."""
+    results = [MethodScores() for _ in texts]
+    if "simulation" in methods:
+        displays = [display_tokens(t[:max_text_tokens]) for t in held.tokens if t]
+        truth = [row[:max_text_tokens] for row, t in zip(held.factor_rows(factor), held.tokens, strict=True) if t]
+        true_all = np.concatenate(truth)
+        for scores, (preds, missing) in zip(results, simulate(backend, texts, displays, sim_examples), strict=True):
+            scores.unpredicted = missing
+            if missing:
+                scores.notes.append(f"simulation: {missing} tokens had no readable prediction (counted as 0)")
+            scores.simulation = pearson(np.concatenate(preds), true_all)
+            if scores.simulation is None:
+                if np.std(true_all) == 0:
+                    scores.notes.append("simulation: factor is constant on the held-out text; correlation undefined")
+                else:
+                    scores.simulation = 0.0
+                    scores.notes.append("simulation: predictions were constant; scored 0")
+    if "detection" in methods:
+        labels = np.asarray([s.positive for s in snippets], dtype=bool)
+        for scores, (decisions, p_yes, malformed) in zip(results, detect(backend, texts, snippets), strict=True):
+            if not snippets:
+                scores.notes.append("detection: held-out text lacks activating or silent windows for this factor")
+                continue
+            scores.detection = balanced_accuracy(decisions, labels)
+            if p_yes is not None:
+                scores.detection_auc = roc_auc(p_yes, labels)
+            if malformed:
+                scores.notes.append(f"detection: {malformed} answers were neither Yes nor No (counted as No)")
+    return results
+
+
+def score_explanations(
+    explanations: Sequence[Explanation | str],
+    factor_fn: FactorFn,
+    texts: Sequence[str],
+    *,
+    backend: str | Backend | None = None,
+    methods: Sequence[str] = METHODS,
+    baselines: Sequence[str] = BASELINES,
+    library: Library | str | Path | None = None,
+    seed: int = 0,
+    max_text_tokens: int = 64,
+    window: int = 16,
+    per_class: int = 4,
+    api_key: str | None = None,
+) -> ScoreReport:
+    """Score explanations (and baselines) on held-out texts: simulation correlation and detection accuracy.
+
+    factor_fn(texts) -> [(tokens, activations (n_factors, n_tokens)), ...] applies the same fitted factor
+    model to new text. Explanation objects are matched to factor rows by their `factor`; plain strings by
+    position. Held-out texts are cut to max_text_tokens for simulation.
+    """
+    bad = [m for m in methods if m not in METHODS] + [b for b in baselines if b not in BASELINES]
+    if bad or not methods:
+        raise InputError(f"unknown method/baseline {bad}; methods from {METHODS}, baselines from {BASELINES}")
+    if max_text_tokens < 2 or window < 2 or per_class < 1:
+        raise InputError("max_text_tokens and window must be >= 2 and per_class >= 1")
+    items = _normalise(explanations)
+    llm = get_backend(backend, api_key=api_key)
+    lib = _library_or_none(library)
+    held = apply_factor_fn(factor_fn, texts, max(f for f, _, _ in items) + 1)
+    rng = np.random.default_rng(seed)
+    sim_examples = simulation_examples(lib)
+    randoms = random_explanations([t for _, t, _ in items], lib, rng) if "random" in baselines else []
+    results = []
+    for idx, (factor, text, record) in enumerate(items):
+        snippets = []
+        if "detection" in methods:
+            snippets = detection_snippets(held, factor, window=window, per_class=per_class, rng=rng)
+        candidates = [("explanation", text)]
+        notes = []
+        for kind in baselines:
+            if kind == "random":
+                candidates.append((kind, randoms[idx]))
+            elif record is not None:
+                candidates.append((kind, top_tokens_explanation(record)))
+            else:
+                notes.append("top-tokens baseline needs Explanation objects (with records), not strings")
+        scores = score_factor(
+            llm,
+            [t for _, t in candidates],
+            factor,
+            held,
+            methods=methods,
+            sim_examples=sim_examples,
+            snippets=snippets,
+            max_text_tokens=max_text_tokens,
+        )
+        scored = [ScoredExplanation(kind, t, sc) for (kind, t), sc in zip(candidates, scores, strict=True)]
+        scored[0].scores.notes.extend(notes)
+        results.append(FactorScore(factor=factor, explanation=scored[0], baselines=scored[1:]))
+    return ScoreReport(
+        factors=results,
+        backend=llm.name,
+        methods=list(methods),
+        baselines=list(baselines),
+        n_texts=len(held.texts),
+        seed=seed,
+    )

@@ -1,0 +1,291 @@
+"""The example store: library examples embedded in a Chroma collection, kept in step with the library file.
+
+Where: an embedded ``chromadb.PersistentClient`` under ``cache_dir() / "chroma"`` by default, or a Chroma
+server (``chromadb.HttpClient``) when ``CHROMA_HOST`` and/or ``CHROMA_PORT`` are set.
+
+Idempotent loading: each example is stored under its library id with a content hash in its metadata;
+`ExampleStore.sync` embeds and upserts only new or edited examples and (by default) deletes ids the
+library no longer has, so re-running never duplicates. The collection's metadata records which
+embedding model made the vectors (and their size); opening it with another embedder raises
+ConfigurationError. Vectors are always supplied by us, so Chroma's own (downloading) default embedding
+function is never used. A record's vector is the mean of the embeddings of its two search texts
+(`records.search_texts`: its active tokens alone, and them in close context).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, InputError
+from .embeddings import Embedder, get_embedder, normalize_rows
+from .library import Example, Library
+from .records import ActivationRecord, search_texts
+
+DEFAULT_COLLECTION = "ecco-sdk-examples"
+#: Bumped when what gets embedded changes, so stored vectors are rebuilt rather than silently mixed.
+STORE_SCHEMA = 2
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
+
+_CLIENTS: dict[str, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _chroma() -> Any:
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    import chromadb
+
+    return chromadb
+
+
+def _settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False)
+
+
+def chroma_location(path: str | Path | None = None) -> str:
+    """Where the store lives: ``http://host:port`` for a server, else the embedded store's folder."""
+    host, port = os.environ.get("CHROMA_HOST"), os.environ.get("CHROMA_PORT")
+    if path is None and (host or port):
+        return f"http://{host or 'localhost'}:{port or 8000}"
+    if path is None:
+        from ..models import cache_dir
+
+        path = cache_dir() / "chroma"
+    return str(Path(path).expanduser().resolve())
+
+
+def chroma_client(path: str | Path | None = None) -> Any:
+    """A Chroma client: HttpClient when CHROMA_HOST/CHROMA_PORT are set (and no path given), else embedded."""
+    location = chroma_location(path)
+    with _CLIENTS_LOCK:
+        if location in _CLIENTS:
+            return _CLIENTS[location]
+        chromadb = _chroma()
+        if location.startswith("http://"):
+            host, _, port = location[len("http://") :].rpartition(":")
+            if not port.isdigit():
+                raise ConfigurationError(f"CHROMA_PORT must be a number, got {port!r}")
+            try:
+                client = chromadb.HttpClient(host=host, port=int(port), settings=_settings())
+                client.heartbeat()
+            except Exception as err:
+                raise ConfigurationError(
+                    f"cannot reach the Chroma server at {location} ({type(err).__name__}); start it with "
+                    "`chroma run --path DIR --host HOST --port PORT` or unset CHROMA_HOST/CHROMA_PORT to use the "
+                    "embedded store"
+                ) from err
+        else:
+            Path(location).mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(path=location, settings=_settings())
+        _CLIENTS[location] = client
+        return client
+
+
+def forget_clients() -> None:
+    """Drop cached clients (e.g. after a test server stops)."""
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
+
+
+def check_collection_name(name: str) -> str:
+    """Chroma's collection-name rules, checked up front so the error says what to change."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise InputError(
+            f"collection name {name!r} is invalid: use 3-512 characters of letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class SyncStats:
+    """What one `sync` changed: how many examples were added, re-embedded, left alone, or removed."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+
+@dataclass
+class Hit:
+    """One stored example near a query: its id, vector and cosine similarity."""
+
+    id: str
+    similarity: float
+    embedding: np.ndarray
+
+
+class ExampleStore:
+    """A Chroma collection of library examples, tied to one embedding model."""
+
+    def __init__(self, collection: Any, embedder: Embedder, location: str, client: Any = None) -> None:
+        self.collection = collection
+        self.client = client
+        self.embedder = embedder
+        self.location = location
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ExampleStore(collection={self.name!r}, embedder={self.embedder.name!r}, location={self.location!r})"
+
+    @property
+    def name(self) -> str:
+        """The Chroma collection name."""
+        return self.collection.name
+
+    @classmethod
+    def open(
+        cls,
+        embedder: str | Embedder | None = None,
+        *,
+        client: Any = None,
+        path: str | Path | None = None,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> ExampleStore:
+        """Open (or create) the collection, refusing one that was built with another embedding model."""
+        emb = get_embedder(embedder)
+        check_collection_name(collection)
+        location = chroma_location(path) if client is None else "custom client"
+        chroma_api = client if client is not None else chroma_client(path)
+        metadata = {"embedding_model": emb.name, "ecco_sdk_schema": STORE_SCHEMA}
+        try:
+            col = chroma_api.get_or_create_collection(
+                collection, metadata=metadata, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+        except Exception as err:
+            raise ConfigurationError(f"cannot open Chroma collection {collection!r} at {location}: {err}") from err
+        found = (col.metadata or {}).get("embedding_model")
+        if found is None:
+            raise ConfigurationError(
+                f"Chroma collection {collection!r} at {location} was not made by ecco_sdk (no embedding_model in its "
+                "metadata); pass another collection name"
+            )
+        if found != emb.name:
+            raise ConfigurationError(
+                f"Chroma collection {collection!r} at {location} holds vectors from embedding model {found!r}, not "
+                f"{emb.name!r}; use the same embedder (ECCO_SDK_EMBEDDING), pick another collection name, or delete "
+                "this one with ExampleStore.drop()"
+            )
+        return cls(col, emb, location, chroma_api)
+
+    def _check_dim(self, dim: int) -> None:
+        meta = dict(self.collection.metadata or {})
+        recorded = meta.get("embedding_dim")
+        if recorded is None:
+            meta["embedding_dim"] = int(dim)
+            self.collection.modify(metadata=meta)
+        elif int(recorded) != int(dim):
+            raise ConfigurationError(
+                f"collection {self.name!r} holds {recorded}-dimensional vectors but {self.embedder.name!r} now gives "
+                f"{dim}; the model behind that name changed: drop the collection and sync again"
+            )
+
+    def embed_records(self, records: list[ActivationRecord]) -> np.ndarray:
+        """One unit vector per record: the mean of the embeddings of its two search texts."""
+        if not records:
+            return np.zeros((0, 0), dtype=np.float32)
+        flat = [text for rec in records for text in search_texts(rec)]
+        vectors = self.embedder.embed(flat)
+        pairs = vectors.reshape(len(records), 2, -1).mean(axis=1)
+        return normalize_rows(pairs)
+
+    def stored_hashes(self) -> dict[str, str]:
+        """id -> content hash of everything in the collection."""
+        got = self.collection.get(include=["metadatas"])
+        return {i: str((m or {}).get("content_hash", "")) for i, m in zip(got["ids"], got["metadatas"], strict=True)}
+
+    def sync(self, library: Library, *, prune: bool = True, batch_size: int = 64) -> SyncStats:
+        """Make the collection match the library: embed new/edited examples only; idempotent."""
+        with self._lock:
+            stored = self.stored_hashes()
+            stale = [ex for ex in library if stored.get(ex.id) != _stored_hash(ex)]
+            stats = SyncStats()
+            for start in range(0, len(stale), batch_size):
+                part = stale[start : start + batch_size]
+                vectors = self.embed_records([ex.record for ex in part])
+                self._check_dim(vectors.shape[1])
+                self.collection.upsert(
+                    ids=[ex.id for ex in part],
+                    embeddings=vectors.tolist(),
+                    documents=[search_texts(ex.record)[1] for ex in part],
+                    metadatas=[
+                        {"content_hash": _stored_hash(ex), "category": ex.category, "explanation": ex.explanation}
+                        for ex in part
+                    ],
+                )
+            for ex in stale:
+                if ex.id in stored:
+                    stats.updated += 1
+                else:
+                    stats.added += 1
+            stats.unchanged = len(library) - len(stale)
+            if prune:
+                gone = [i for i in stored if i not in library]
+                if gone:
+                    self.collection.delete(ids=gone)
+                stats.removed = len(gone)
+            return stats
+
+    def count(self) -> int:
+        """How many examples the collection holds."""
+        return int(self.collection.count())
+
+    def embed_query(self, record: ActivationRecord) -> np.ndarray:
+        """The query vector for a record, checked against the collection's recorded size."""
+        vec = self.embed_records([record])[0]
+        recorded = (self.collection.metadata or {}).get("embedding_dim")
+        if recorded is not None and int(recorded) != vec.shape[0]:
+            self._check_dim(vec.shape[0])
+        return vec
+
+    def query(self, vector: np.ndarray, n: int) -> list[Hit]:
+        """The n stored examples nearest to a vector, nearest first, with their vectors."""
+        total = self.count()
+        if total == 0 or n <= 0:
+            return []
+        got = self.collection.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32).tolist()],
+            n_results=min(int(n), total),
+            include=["embeddings"],
+        )
+        ids = got["ids"][0]
+        vectors = np.asarray(got["embeddings"][0], dtype=np.float32).reshape(len(ids), -1)
+        q = np.asarray(vector, dtype=np.float32)
+        return [Hit(id=i, similarity=float(v @ q), embedding=v) for i, v in zip(ids, vectors, strict=True)]
+
+    def drop(self) -> None:
+        """Delete the whole collection (to rebuild it with another embedder)."""
+        if self.client is None:
+            raise ConfigurationError("this store was built without its client; delete the collection with your client")
+        self.client.delete_collection(self.name)
+
+
+def _stored_hash(example: Example) -> str:
+    return f"v{STORE_SCHEMA}:{example.content_hash()}"
+
+
+def open_store(
+    library: Library,
+    embedder: str | Embedder | None = None,
+    *,
+    client: Any = None,
+    path: str | Path | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> ExampleStore:
+    """Open the store and bring it in step with the library (the usual way to get one)."""
+    store = ExampleStore.open(embedder, client=client, path=path, collection=collection)
+    store.sync(library)
+    return store

@@ -1,0 +1,61 @@
+"""Small HTML helpers shared by the views (headers, number formats, legends)."""
+
+from __future__ import annotations
+
+import html
+
+from ecco_sdk.render.colours import hex_to_rgb
+from ecco_sdk.render.tokens import text_html, token_parts
+
+
+def esc(text: str) -> str:
+    """HTML-escape any text that came from a caller."""
+    return html.escape(str(text), quote=True)
+
+
+def _caption(caption_html: str, live: bool) -> str:
+    """Muted caption; a live one is the single caption the enhancing script rewrites."""
+    cls = "ecco-caption ecco-live-caption" if live else "ecco-caption"
+    return f'<span class="{cls}">{caption_html}</span>' if caption_html else ""
+
+
+def header(title: str, caption_html: str = "", extra_html: str = "", *, live: bool = False) -> str:
+    """Title line of a visual with a caption and optional extras (legend, hint)."""
+    caption = _caption(caption_html, live)
+    return f'<div class="ecco-head"><span class="ecco-title">{esc(title)}</span>{caption}{extra_html}</div>'
+
+
+def section(title: str, caption_html: str = "", *, live: bool = False) -> str:
+    """Small uppercase heading that separates the parts of a visual."""
+    return f'<div class="ecco-section">{esc(title)} {_caption(caption_html, live)}</div>'
+
+
+def inline_token(token: str) -> str:
+    """A token shown inline in captions and tables: markers decoded, leading space kept, escaped."""
+    parts = token_parts(token)
+    return esc(parts.lead) + text_html(parts.text)
+
+
+def percent(p: float, *, signed: bool = False) -> str:
+    """Compact percentage label; tiny non-zero values read '<0.1%' rather than a misleading '0.0%'."""
+    value = 100 * p
+    sign = ("+" if value > 0 else "−" if value < 0 else "") if signed else ""
+    mag = abs(value)
+    if 0 < mag < 0.1:
+        return f"{sign}<0.1%"
+    return f"{sign}{mag:.1f}%" if mag < 99.95 or mag > 100.05 else f"{sign}100%"
+
+
+def rgba(colour: str, alpha: float) -> str:
+    """CSS rgba() of a hex colour."""
+    r, g, b = hex_to_rgb(colour)
+    return f"rgba({r},{g},{b},{alpha:g})"
+
+
+def ramp(colours: list[str], low: str, high: str) -> str:
+    """Colour legend: a gradient bar between two labels."""
+    gradient = ",".join(colours)
+    return (
+        f'<span class="ecco-legend">{esc(low)}<span class="ecco-ramp" '
+        f'style="background:linear-gradient(90deg,{gradient})"></span>{esc(high)}</span>'
+    )
