@@ -46,6 +46,22 @@ def _parse_layers(text: str | None) -> tuple[int | None, int | None]:
         raise EccoError(f"--layers must look like FROM:TO (e.g. 25:30), got {text!r}") from err
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_text
+    from .lm import from_pretrained
+
+    lm = from_pretrained(args.model, verbose=not args.quiet)
+    lo, hi = _parse_layers(args.layers)
+    backend = args.backend if not args.llm else f"{args.backend}:{args.llm}"
+    result = explain_text(
+        lm, args.text, n_components=args.components, from_layer=lo, to_layer=hi, backend=backend,
+        score=not args.no_score, held_out=args.held_out or None, retriever=args.retriever,
+        n_examples=args.examples,
+    )
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else str(result))
+    return 0
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -75,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--candidates", type=int, default=5)
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_cmd_demo)
+
+    e = sub.add_parser("explain", help="factorize a text's neuron activations and explain each factor with an LLM")
+    e.add_argument("text")
+    e.add_argument("--model", default="smollm2-135m-instruct")
+    e.add_argument("--components", type=int, default=3)
+    e.add_argument("--layers", help="FROM:TO, half-open (e.g. 25:30); default all layers")
+    e.add_argument("--backend", choices=["local", "openai"], default="local")
+    e.add_argument("--llm", help="explainer model name (openai: e.g. gpt-4o-mini; local: an ecco_sdk model name)")
+    e.add_argument("--retriever", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    e.add_argument("--examples", type=int, default=4, help="few-shot examples per prompt")
+    e.add_argument("--held-out", action="append", help="held-out text for scoring (repeatable)")
+    e.add_argument("--no-score", action="store_true")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_explain)
 
     a = sub.add_parser("app", help="start the Gradio app")
     a.add_argument("--host", default="127.0.0.1")

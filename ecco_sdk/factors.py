@@ -923,3 +923,38 @@ def fit_factor_model(
         explained_fraction=fit.explained,
         meta={"seed": opts.seed, "max_iter": opts.max_iter, "tol": opts.tol, "init": opts.init},
     )
+
+
+def texts_activations(lm: Any, texts: Sequence[str], batch_size: int = 8) -> list[tuple[list[str], np.ndarray]]:
+    """FFN activations of many texts through batched forward passes (padding removed), for corpus analyses."""
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    if not texts:
+        raise InputError("pass at least one text")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    pairs: list[tuple[list[str], np.ndarray]] = []
+    bar = tqdm(total=len(texts), desc="ecco_sdk: capturing activations", disable=not lm.verbose, leave=False)
+    with bar:
+        for start in range(0, len(texts), batch_size):
+            for seq in lm(texts[start : start + batch_size]):
+                if seq.activations is None:
+                    raise InputError("the model was loaded without activations; use from_pretrained(name, activations=True)")
+                pairs.append((seq.tokens, seq.activations))
+            bar.update(min(batch_size, len(texts) - start))
+    return pairs
+
+
+def fit_corpus_nmf(lm: Any, texts: Sequence[str], n_components: int = 4, batch_size: int = 8, **kw: Any) -> FactorModel:
+    """Fit one factor model on many texts run through `lm`; apply it to new text with `apply_factor_model`."""
+    pairs = texts_activations(lm, texts, batch_size)
+    model = fit_factor_model([acts for _, acts in pairs], n_components=n_components, **kw)
+    model.meta["model_name"] = lm.name
+    return model
+
+
+def apply_factor_model(model: FactorModel, lm: Any, text: str) -> NMFResult:
+    """Factor activations of a new text under a corpus-fitted model."""
+    ((tokens, acts),) = texts_activations(lm, [text])
+    return model.transform(acts, tokens)

@@ -178,6 +178,22 @@ class OutputSeq:
             **kw,
         )
 
+    def view(self):
+        """The generated text with each step's candidate tokens and probabilities (self-contained HTML)."""
+        from .render import sequence_view
+
+        if self.n_generated == 0:
+            raise InputError("this run generated nothing, so there are no candidates to show; use lm.generate(...)")
+        return sequence_view(self.tokens, len(self.tokens) - self.n_generated, self.candidate_tokens,
+                             self.candidate_probs)
+
+    def layer_similarity(self, method: str = "cka", stack: str = "main", **kw: Any):
+        """Similarity of every pair of layers' FFN activations (layers x layers array; see similarity.py)."""
+        from .similarity import layer_similarity
+
+        acts, _, _ = self.stack_view(stack)
+        return layer_similarity(acts, method=method, **kw)
+
     def stack_view(self, stack: str = "main") -> tuple[np.ndarray, list[str], int]:
         """FFN activations of one stack with the tokens at its positions and how many of them are input."""
         if stack not in ("main", "encoder") or (stack == "encoder" and self.kind != "seq2seq"):
