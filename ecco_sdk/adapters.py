@@ -7,6 +7,8 @@ discovery fails, `AdapterSpec` names the parts explicitly by their dotted module
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,6 +258,22 @@ def build_adapter(model: nn.Module, kind: str, spec: AdapterSpec | None = None) 
         head=head,
         logit_softcap=float(softcap) if softcap else None,
     )
+
+
+def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
+    """The forward keywords passing a KV cache: `cache` in recent transformers, `past_key_values` in older 5.x."""
+    return {_cache_keyword(type(model)): cache, "use_cache": True}
+
+
+@functools.cache
+def _cache_keyword(model_type: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a forward returned, under either transformers name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def calibrate_lens(adapter: Adapter, final_hidden: torch.Tensor, logits: torch.Tensor) -> None:

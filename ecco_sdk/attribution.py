@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .adapters import cache_kwargs
 from .errors import InputError
 from .tokens import word_groups
 
@@ -330,7 +331,7 @@ def _causal_values(
     for c, ((s, e), piece) in enumerate(zip(bounds, pieces, strict=True)):
         wanted = [(j, p - 1 - s) for j, p in enumerate(prob.target_positions) if s <= p - 1 < e]
         rows = torch.tensor([k for _, k in wanted], dtype=torch.long)
-        kw = {"past_key_values": cache, "use_cache": True} if cache is not None else {}
+        kw = cache_kwargs(model, cache) if cache is not None else {}
         if supports_keep:
             logits = model(inputs_embeds=piece, logits_to_keep=rows, **kw).logits
         else:

@@ -64,6 +64,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .arrays import as_real_array
 from .errors import FileFormatError, InputError
 
 NegativeMode = Literal["clip", "split", "shift"]
@@ -103,23 +104,14 @@ def _as_int(value: Any, name: str) -> int:
 
 def _as_activations(x: Any, name: str = "activations") -> np.ndarray:
     """Read a numpy array or torch tensor shaped (layers, neurons, positions) as float32."""
-    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
-        x = x.detach().cpu().float().numpy()  # .float() first: numpy has no bfloat16
-    try:
-        arr = np.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} could not be read as a numeric array ({exc}); pass a numpy array") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"{name} has dtype {arr.dtype}; pass numeric FFN activations")
-    if np.iscomplexobj(arr):
-        raise InputError(f"{name} is complex; pass real-valued activations")
+    arr = as_real_array(x, name, np.float32)
     if arr.ndim != 3:
         raise InputError(
             f"{name} must be shaped (layers, neurons, positions), got shape {arr.shape}; for one layer use acts[None]"
         )
     if min(arr.shape) == 0:
         raise InputError(f"{name} is empty (shape {arr.shape}); it needs at least one layer, neuron and position")
-    return arr.astype(np.float32, copy=False)
+    return arr
 
 
 def _check_finite(arr: np.ndarray, name: str, layer_offset: int = 0) -> None:
@@ -940,7 +932,9 @@ def texts_activations(lm: Any, texts: Sequence[str], batch_size: int = 8) -> lis
         for start in range(0, len(texts), batch_size):
             for seq in lm(texts[start : start + batch_size]):
                 if seq.activations is None:
-                    raise InputError("the model was loaded without activations; use from_pretrained(name, activations=True)")
+                    raise InputError(
+                        "the model was loaded without activations; use from_pretrained(name, activations=True)"
+                    )
                 pairs.append((seq.tokens, seq.activations))
             bar.update(min(batch_size, len(texts) - start))
     return pairs

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import capture, models
-from .adapters import Adapter, AdapterSpec, build_adapter, calibrate_lens
+from .adapters import Adapter, AdapterSpec, build_adapter, cache_kwargs, calibrate_lens
 from .errors import InputError
 from .output import BatchOutput, OutputSeq
 from .sampling import SamplingConfig, choose_next
@@ -208,7 +208,7 @@ class LM:
         cache = DynamicCache(config=model.config)
         generated: list[int] = []
         with torch.inference_mode(), capture.recording(rec), self._progress(n_new) as bar:
-            out = model(input_ids=ids, past_key_values=cache, use_cache=True, output_attentions=attention, **extra)
+            out = model(input_ids=ids, **cache_kwargs(model, cache), output_attentions=attention, **extra)
             for _ in range(n_new):
                 if attention:
                     attn_rows.append(out.attentions)
@@ -219,9 +219,7 @@ class LM:
                 bar.update()
                 # One more forward over the new token: its activations, and the next step's logits.
                 step_ids = torch.tensor([[next_id]], device=dev)
-                out = model(
-                    input_ids=step_ids, past_key_values=cache, use_cache=True, output_attentions=attention, **extra
-                )
+                out = model(input_ids=step_ids, **cache_kwargs(model, cache), output_attentions=attention, **extra)
                 if next_id in eos:
                     break
             if attention:
@@ -250,8 +248,7 @@ class LM:
             out = model(
                 encoder_outputs=enc,
                 decoder_input_ids=torch.tensor([dec_ids], device=dev),
-                past_key_values=cache,
-                use_cache=True,
+                **cache_kwargs(model, cache),
             )
             for _ in range(n_new):
                 logits = out.logits[0, -1].float()
@@ -262,8 +259,7 @@ class LM:
                 out = model(
                     encoder_outputs=enc,
                     decoder_input_ids=torch.tensor([[next_id]], device=dev),
-                    past_key_values=cache,
-                    use_cache=True,
+                    **cache_kwargs(model, cache),
                 )
                 if next_id in eos:
                     break

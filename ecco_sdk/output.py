@@ -184,8 +184,9 @@ class OutputSeq:
 
         if self.n_generated == 0:
             raise InputError("this run generated nothing, so there are no candidates to show; use lm.generate(...)")
-        return sequence_view(self.tokens, len(self.tokens) - self.n_generated, self.candidate_tokens,
-                             self.candidate_probs)
+        return sequence_view(
+            self.tokens, len(self.tokens) - self.n_generated, self.candidate_tokens, self.candidate_probs
+        )
 
     def layer_similarity(self, method: str = "cka", stack: str = "main", **kw: Any):
         """Similarity of every pair of layers' FFN activations (layers x layers array; see similarity.py)."""

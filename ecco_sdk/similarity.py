@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .arrays import as_real_array
 from .errors import InputError
 
 Kernel = Literal["linear", "rbf"]
@@ -45,23 +46,6 @@ _METHOD_KWARGS: dict[str, frozenset[str]] = {
 # --------------------------------------------------------------------------------------------- input checks
 
 
-def _to_numpy(x: Any, name: str) -> np.ndarray:
-    """Turn a numpy array, torch tensor or nested list into a float64 array, so every method sees one type."""
-    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
-        if x.is_complex():
-            raise InputError(f"{name} is a complex tensor; pass real-valued activations.")
-        x = x.detach().cpu().double().numpy()  # .double() first: numpy has no bfloat16
-    try:
-        arr = np.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} could not be read as a numeric array ({exc}); pass a numpy array or tensor.") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"{name} has dtype {arr.dtype}; pass numeric activations (a float array or tensor).")
-    if np.iscomplexobj(arr):
-        raise InputError(f"{name} is complex; pass real-valued activations.")
-    return arr.astype(np.float64, copy=False)
-
-
 def _check_finite(arr: np.ndarray, name: str) -> None:
     """Stop NaN/inf early, because they would silently turn every similarity into NaN."""
     if not np.isfinite(arr).all():
@@ -74,7 +58,7 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
 
 def _as_view(x: Any, name: str) -> np.ndarray:
     """Validate one (features, samples) activation matrix and return it as float64."""
-    arr = _to_numpy(x, name)
+    arr = as_real_array(x, name)
     if arr.ndim != 2:
         hint = (
             " For a single feature use x[None, :]; for a (layers, features, samples) stack use layer_similarity()."
@@ -389,7 +373,7 @@ def _as_stack(acts: Any, name: str) -> list[np.ndarray]:
             raise InputError(f"{name} is empty; pass at least one layer shaped (features, samples).")
         layers = [_as_view(layer, f"{name}[{i}]") for i, layer in enumerate(acts)]
     else:
-        arr = _to_numpy(acts, name)
+        arr = as_real_array(acts, name)
         if arr.ndim != 3:
             hint = " For a single layer call cka()/cca()/... directly, or pass x[None]." if arr.ndim == 2 else ""
             raise InputError(f"{name} must be 3-D shaped (layers, features, samples); got shape {arr.shape}.{hint}")

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..adapters import cache_kwargs, returned_cache
 from ..errors import BackendError, InputError
 from ._openai import RetryPolicy, Secret, call_with_retries, make_client, public_url, resolve_base_url, resolve_key
 
@@ -264,14 +265,31 @@ class LocalBackend:
 
     #: What fills an unknown activation slot while teacher forcing (as in OpenAI's simulator).
     PLACEHOLDER = "unknown"
+    #: How many shared prompt prefixes (their KV caches) are kept for reuse.
+    PREFIX_CACHE_SIZE = 4
 
-    def __init__(self, model: str = DEFAULT_LOCAL_MODEL, *, max_batch: int = 16, greedy: bool = True) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_LOCAL_MODEL,
+        *,
+        max_batch: int = 16,
+        greedy: bool = True,
+        one_line: bool = True,
+        no_repeat_ngram: int = 3,
+        repetition_penalty: float = 1.2,
+    ) -> None:
+        if no_repeat_ngram < 0 or repetition_penalty < 1.0:
+            raise InputError("no_repeat_ngram must be >= 0 (0 = off) and repetition_penalty >= 1.0 (1.0 = off)")
         self.model_name = model
         self.max_batch = max(1, int(max_batch))
         self.greedy = greedy
+        self.one_line = one_line
+        self.no_repeat_ngram = int(no_repeat_ngram)
+        self.repetition_penalty = float(repetition_penalty)
         self._loaded: Any = None
         self._load_lock = threading.Lock()
         self._specials: list[str] | None = None
+        self._prefix_cache: dict[tuple[int, ...], tuple[Any, Any]] = {}
 
     @property
     def name(self) -> str:
@@ -341,8 +359,15 @@ class LocalBackend:
         return len(self._encode(self._template(messages)))
 
     def complete(self, messages: Sequence[Message], max_tokens: int = 64) -> str:
-        """Generate a reply with the chat template (greedy by default)."""
+        """Generate a reply with the chat template (greedy by default), see `generation` for the controls.
+
+        With ``one_line`` (the default) generation stops at the end of the first line, and an n-gram
+        ban plus a mild repetition penalty, applied to the reply only, keep a small model from looping.
+        """
         import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from .generation import make_line_stop, make_no_repeat
 
         lm = self.loaded
         ids = self._encode(self._template(messages))
@@ -354,9 +379,15 @@ class LocalBackend:
         input_ids = torch.tensor([ids], device=lm.model.device)
         kwargs: dict[str, Any] = {"max_new_tokens": int(max_tokens), "pad_token_id": lm.tokenizer.pad_token_id}
         kwargs.update({"do_sample": False} if self.greedy else {"do_sample": True, "temperature": 0.7})
+        if self.no_repeat_ngram or self.repetition_penalty > 1.0:
+            processor = make_no_repeat(len(ids), self.no_repeat_ngram, self.repetition_penalty)
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
+        if self.one_line:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([make_line_stop(lm.tokenizer, len(ids))])
         with lm.lock, torch.no_grad():
             out = lm.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-        return lm.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+        text = lm.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+        return text.split("\n", 1)[0].strip() if self.one_line else text
 
     # -- logits-based scoring ------------------------------------------------------------------------
 
@@ -378,60 +409,80 @@ class LocalBackend:
             raise BackendError(f"{self.model_name}'s tokenizer splits '10' oddly; logits scoring is unsupported")
         return [d[0] for d in digits[:MAX_VALUE]], digits[0][0]
 
-    def _hidden_states(self, chunk: list[list[int]]) -> Any:
-        """Final hidden states for a batch, computing the batch's shared prefix only once (KV cache)."""
+    def _prefix_state(self, prefix: tuple[int, ...]) -> tuple[Any, Any]:
+        """Hidden states and KV cache of a shared prompt prefix, kept for reuse across batches and calls."""
+        import torch
+
+        cached = self._prefix_cache.get(prefix)
+        if cached is None:
+            model = self.loaded.model
+            out = model.base_model(input_ids=torch.tensor([list(prefix)], device=model.device), use_cache=True)
+            cached = (out[0], returned_cache(out))
+            while len(self._prefix_cache) >= self.PREFIX_CACHE_SIZE:
+                self._prefix_cache.pop(next(iter(self._prefix_cache)))
+            self._prefix_cache[prefix] = cached
+        return cached
+
+    def _hidden_states(self, chunk: list[list[int]], prefix: tuple[int, ...]) -> Any:
+        """Final hidden states for a batch whose sequences all start with `prefix` (its KV cache is reused)."""
+        import copy
+
         import torch
 
         lm = self.loaded
         model = lm.model
         pad = lm.tokenizer.pad_token_id or 0
-        shared = _common_prefix(chunk)
-        shared = min(shared, min(len(s) for s in chunk) - 1)
+        shared = len(prefix)
         device = model.device
         width = max(len(s) for s in chunk) - shared
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros((len(chunk), shared + width), dtype=torch.long)
         mask[:, :shared] = 1
         for row, seq in enumerate(chunk):
-            ids[row, : len(seq) - shared] = torch.tensor(seq[shared:])
             mask[row, shared : len(seq)] = 1
         if shared < 8:  # not worth a cache: one plain padded pass
             full = torch.tensor([s + [pad] * (shared + width - len(s)) for s in chunk])
             return model.base_model(input_ids=full.to(device), attention_mask=mask.to(device))[0]
-        prefix = model.base_model(input_ids=torch.tensor([chunk[0][:shared]], device=device), use_cache=True)
-        cache = prefix.past_key_values
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        for row, seq in enumerate(chunk):
+            ids[row, : len(seq) - shared] = torch.tensor(seq[shared:])
+        prefix_hidden, prefix_cache = self._prefix_state(prefix)
+        cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(len(chunk))
         rest = model.base_model(
-            input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache, use_cache=True
+            input_ids=ids.to(device), attention_mask=mask.to(device), **cache_kwargs(model.base_model, cache)
         )[0]
-        return torch.cat([prefix[0].expand(len(chunk), -1, -1), rest], dim=1)
+        return torch.cat([prefix_hidden.expand(len(chunk), -1, -1), rest], dim=1)
 
     def _head_logits(
         self, sequences: list[list[int]], picks: list[list[tuple[int, list[int]]]]
     ) -> list[list[np.ndarray]]:
-        """Run the model once per batch and read logits of a few token ids at chosen positions."""
+        """Read logits of a few token ids at chosen positions, with few forward passes.
+
+        The prefix all sequences share (system prompt, worked examples) is computed once and cached
+        across calls; sequences are batched by length so that little compute goes to padding.
+        """
         import torch
 
         lm = self.loaded
         model = lm.model
         head = model.get_output_embeddings()
         cap = getattr(model.config, "final_logit_softcapping", None)
-        results: list[list[np.ndarray]] = []
-        for start in range(0, len(sequences), self.max_batch):
-            chunk = sequences[start : start + self.max_batch]
+        shared = min(_common_prefix(sequences), min(len(s) for s in sequences) - 1)
+        prefix = tuple(sequences[0][:shared])
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        results: list[list[np.ndarray]] = [[] for _ in sequences]
+        for start in range(0, len(order), self.max_batch):
+            rows = order[start : start + self.max_batch]
             with lm.lock, torch.no_grad():
-                hidden = self._hidden_states(chunk)
-                for row in range(len(chunk)):
-                    out_row = []
-                    for pos, token_ids in picks[start + row]:
-                        weight = head.weight[token_ids]
-                        logits = hidden[row, pos] @ weight.T
+                hidden = self._hidden_states([sequences[i] for i in rows], prefix)
+                for row, index in enumerate(rows):
+                    for pos, token_ids in picks[index]:
+                        logits = head.weight[token_ids] @ hidden[row, pos]
                         if getattr(head, "bias", None) is not None:
                             logits = logits + head.bias[token_ids]
                         if cap:
                             logits = cap * torch.tanh(logits / cap)
-                        out_row.append(logits.float().cpu().numpy())
-                    results.append(out_row)
+                        results[index].append(logits.float().cpu().numpy())
         return results
 
     def slot_expected_values(self, batch: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[np.ndarray]:

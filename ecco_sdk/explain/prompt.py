@@ -1,7 +1,9 @@
 """Prompts: the explainer's system prompt and few-shot turns, packed to a token budget; plus the scorers' prompts.
 
 Explainer chat: system prompt, then one (user, assistant) pair per packed example, then the factor.
-Each user turn shows a compact activation view (see `records`), each assistant turn one explanation.
+Each user turn shows a compact activation view (see `records`) and the strongest tokens widened to
+whole words ("Strongest: Bergen, Oslo": sub-word pieces read as the words they belong to), each
+assistant turn one explanation.
 Examples are chosen in rank order while they fit the budget (a too-long one is skipped, the next is
 tried) and placed so that the best-ranked example sits right before the factor. If the factor's own
 view does not fit, weaker tokens and context are dropped step by step (the chosen threshold is kept).
@@ -9,6 +11,7 @@ view does not fit, weaker tokens and context are dropped step by step (the chose
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,12 +28,11 @@ SYSTEM_PROMPT = (
     "You explain what a feature inside a language model responds to. You see text where the feature's "
     "active tokens are marked [token:N]; N from 1 to 10 is how strongly it fires (10 = strongest). "
     "Unmarked tokens are inactive; … marks skipped text; ↵ is a line break. "
-    "Reply with one short sentence (at most 15 words) saying what the marked tokens have in common, "
-    "for example: commas separating items in a list. "
+    "Reply with one short phrase (at most 15 words) saying what the marked tokens have in common. "
     f"If the marked tokens share no clear pattern, reply exactly: {NO_PATTERN}."
 )
 
-USER_TEMPLATE = "Feature activations:\n{view}\n\nWhat does this feature respond to?"
+USER_TEMPLATE = "Feature activations:\n{view}\n\nStrongest: {top}\n\nWhat does this feature respond to?"
 
 #: Ways to shrink a factor's view that is too long for the budget: (min_level, context) from mild to harsh.
 SHRINK_STEPS: tuple[tuple[int, int], ...] = ((1, 3), (1, 1), (3, 1), (5, 1), (5, 0), (8, 0), (10, 0))
@@ -50,7 +52,8 @@ class Prompt:
 def user_turn(record: ActivationRecord, min_level: int = 1, context: int = 3) -> Message:
     """The user message that shows one record."""
     view = record.compact(context=context, min_level=min_level) or "(no active tokens)"
-    return {"role": "user", "content": USER_TEMPLATE.format(view=view)}
+    top = ", ".join(word for word, _ in record.top_words(5, min_level=min_level)) or "(none)"
+    return {"role": "user", "content": USER_TEMPLATE.format(view=view, top=top)}
 
 
 def example_turns(example: Example) -> list[Message]:
@@ -113,8 +116,30 @@ def pack_prompt(
     return Prompt(messages=messages, example_ids=[ex.id for ex in ordered], tokens=tokens, min_level=level, context=ctx)
 
 
+_CLAUSE = re.compile(r"(\s*[;,]\s*|\s+(?:and|or)\s+)")
+_REPEATED_WORDS = re.compile(r"\b(\w+(?:\s+\w+){0,3})(?:\s+\1\b)+", re.IGNORECASE)
+
+
+def dedupe_clauses(text: str) -> str:
+    """Drop clauses and word runs a small model repeated ("commas, commas and commas" -> "commas")."""
+    text = _REPEATED_WORDS.sub(r"\1", text)
+    parts = _CLAUSE.split(text)
+    kept: list[str] = []
+    seen: set[str] = set()
+    for i in range(0, len(parts), 2):
+        clause = parts[i]
+        key = re.sub(r"\W+", " ", clause).strip().lower()
+        if key and key in seen:
+            continue
+        seen.add(key)
+        if kept:
+            kept.append(parts[i - 1])
+        kept.append(clause)
+    return "".join(kept).strip()
+
+
 def clean_explanation(raw: str, max_chars: int = 200) -> str:
-    """The first sentence of a reply, without labels or quotes; empty replies become 'no clear pattern'."""
+    """The first sentence of a reply, without labels, quotes or repeats; empty replies become 'no clear pattern'."""
     lines = [ln.strip() for ln in raw.strip().splitlines() if ln.strip()]
     text = lines[0] if lines else ""
     for label in ("explanation:", "answer:", "assistant:", "the feature responds to:"):
@@ -127,6 +152,7 @@ def clean_explanation(raw: str, max_chars: int = 200) -> str:
     text = text.strip().rstrip(".").strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":  # quoted as a whole
         text = text[1:-1].strip().rstrip(".").strip()
+    text = dedupe_clauses(text).rstrip(",;: ").strip()
     if len(text) > max_chars:
         text = text[:max_chars].rsplit(" ", 1)[0] + "…"
     return text or NO_PATTERN
@@ -192,22 +218,26 @@ def _token_list(display: Sequence[str]) -> str:
     return "\n".join(display)
 
 
-def simulation_user(explanation: str, display: Sequence[str]) -> Message:
-    """The simulator's question for one text: the explanation and the tokens, one per line."""
-    return {
-        "role": "user",
-        "content": f"Explanation: {explanation}\nTokens:\n{_token_list(display)}\n\nActivations:",
-    }
+def simulation_user(explanation: str, display: Sequence[str], listed: bool = True) -> Message:
+    """The simulator's question for one text: the explanation and the text (its tokens one per line if listed).
+
+    A teacher-forced simulator (local backend) gets the plain text instead of the list: its answer
+    lines already spell out every token, so listing them again would double the tokens to score.
+    """
+    shown = f"Tokens:\n{_token_list(display)}" if listed else f"Text: {''.join(display).strip()}"
+    return {"role": "user", "content": f"Explanation: {explanation}\n{shown}\n\nActivations:"}
 
 
-def simulation_messages(explanation: str, display: Sequence[str], examples: Sequence[Example]) -> list[Message]:
+def simulation_messages(
+    explanation: str, display: Sequence[str], examples: Sequence[Example], listed: bool = True
+) -> list[Message]:
     """Chat for simulating one text: system, worked examples (with true levels), then the question."""
     msgs: list[Message] = [{"role": "system", "content": SIMULATION_SYSTEM}]
     for ex in examples:
         rec = ex.record
-        msgs.append(simulation_user(ex.explanation, rec.display))
+        msgs.append(simulation_user(ex.explanation, rec.display, listed))
         msgs.append({"role": "assistant", "content": rec.lines()})
-    msgs.append(simulation_user(explanation, display))
+    msgs.append(simulation_user(explanation, display, listed))
     return msgs
 
 

@@ -164,6 +164,21 @@ class ActivationRecord:
             best[key] = max(best.get(key, 0), lv)
         return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
+    def top_words(self, k: int = 5, min_level: int = 1) -> list[tuple[str, int]]:
+        """Like `top_tokens`, but each sub-word token widened to its whole word ("en" -> "Bergen")."""
+        disp = self.display
+        best: dict[str, int] = {}
+        for pos, _, lv in self.active(min_level):
+            start, end = pos, pos + 1
+            while start > 0 and _continues_word(disp[start - 1], disp[start]):
+                start -= 1
+            while end < len(disp) and _continues_word(disp[end - 1], disp[end]):
+                end += 1
+            word = "".join(disp[start:end]).strip()
+            key = word or disp[pos]
+            best[key] = max(best.get(key, 0), lv)
+        return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
     def compact(self, context: int = 3, min_level: int = 1) -> str:
         """The active tokens in context, e.g. ``love apples[,:10] pears[,:9] …`` (see module doc)."""
         disp = self.display
@@ -209,6 +224,11 @@ class ActivationRecord:
             "max_activation": self.max_activation,
             "compact": self.compact(),
         }
+
+
+def _continues_word(before: str, token: str) -> bool:
+    """True when `token` glues onto `before` inside one word (no space, both sides letters or digits)."""
+    return bool(token) and token[0].isalnum() and bool(before) and before[-1].isalnum()
 
 
 def _mark(token: str, level: int) -> str:

@@ -4,7 +4,9 @@
   an LLM sees only the explanation and predicts each held-out token's activation 0-10; the score is
   the Pearson correlation between predicted and true activations pooled over all tokens.
   - Backends with logits (`ForcedScorer`, the local backend): one teacher-forced pass per text gives
-    the expected value over "0".."10" at every token (see `LocalBackend.slot_expected_values`).
+    the expected value over "0".."10" at every token (see `LocalBackend.slot_expected_values`); no
+    generation, all (explanation, text) pairs of a factor in one batched call, the text shown once
+    (the answer lines spell out the tokens) and the shared prompt prefix computed once.
   - OpenAI-compatible servers: the model writes ``token<TAB>value`` lines (a JSON list of numbers is
     accepted too). When the server returns logprobs, each value is the expected value over the numeric
     alternatives at that position; otherwise the written number. Lines that cannot be parsed leave
@@ -331,7 +333,11 @@ def simulate(
     system prompt and worked examples are computed once.
     """
     if isinstance(backend, ForcedScorer):
-        batch = [(simulation_messages(e, d, examples), simulation_pieces(d)) for e in explanations for d in displays]
+        batch = [
+            (simulation_messages(e, d, examples, listed=False), simulation_pieces(d))
+            for e in explanations
+            for d in displays
+        ]
         values = [np.asarray(v, dtype=np.float64) for v in backend.slot_expected_values(batch)]
         n = len(displays)
         return [(values[i * n : (i + 1) * n], 0) for i in range(len(explanations))]

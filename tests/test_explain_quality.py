@@ -1,0 +1,114 @@
+"""Quality and speed controls of the local explainer: one-line replies, no loops, tidy text, cheap exact scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecco_sdk.explain import ActivationRecord, LocalBackend, get_backend
+from ecco_sdk.explain.generation import banned_next, make_no_repeat
+from ecco_sdk.explain.prompt import (
+    FALLBACK_SIMULATION_EXAMPLE,
+    clean_explanation,
+    dedupe_clauses,
+    simulation_messages,
+    simulation_pieces,
+    user_turn,
+)
+from ecco_sdk.explain.records import display_tokens
+from ecco_sdk.explain.scoring import simulate
+
+
+def test_banned_next_blocks_only_repeats_of_an_ngram_in_the_reply():
+    assert banned_next([5, 6, 7, 5, 6], 3) == {7}  # "5 6" was followed by 7 once: 7 would repeat "5 6 7"
+    assert banned_next([5, 6, 7, 8], 3) == set()
+    assert banned_next([4, 4], 2) == {4}
+    assert banned_next([1, 2], 3) == set() and banned_next([1, 2, 3], 0) == set()
+
+
+def test_no_repeat_processor_touches_only_generated_tokens():
+    prompt = [1, 2, 3]
+    ids = torch.tensor([[*prompt, 7, 8, 7]])  # the reply so far: 7 8 7
+    scores = torch.tensor([[1.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0, 3.0, -2.0, 0.5]])
+    out = make_no_repeat(len(prompt), ngram=2, penalty=2.0)(ids, scores.clone())
+    assert out[0, 8] == float("-inf")  # "7 8" again is banned
+    assert out[0, 7] == pytest.approx(1.5)  # a used token with a positive logit is damped
+    assert out[0, 1].item() == 2.0 and out[0, 2].item() == 2.0  # prompt tokens keep their logits
+    assert out[0, 9].item() == 0.5
+    neg = make_no_repeat(len(prompt), ngram=0, penalty=2.0)(ids, torch.tensor([[0.0] * 7 + [0.0, -2.0, 0.0]]))
+    assert neg[0, 8].item() == -4.0  # a used token with a negative logit is pushed further down
+
+
+def test_dedupe_and_clean_remove_a_small_models_loops():
+    assert dedupe_clauses("commas, commas and commas") == "commas"
+    assert dedupe_clauses("names of cities; names of cities; weak on commas") == "names of cities; weak on commas"
+    assert dedupe_clauses("items in a list in a list in a list") == "items in a list"
+    assert dedupe_clauses('the tokens "," and "and"') == 'the tokens "," and "and"'
+    assert dedupe_clauses("digits 1, 2 and 3") == "digits 1, 2 and 3"
+    assert clean_explanation("Years written as numbers, years written as numbers.\nuser: next") == (
+        "Years written as numbers"
+    )
+
+
+def test_top_words_widen_sub_words_and_the_prompt_shows_them():
+    tokens = ["Maria", " flew", " to", " Berg", "en", " and", " Jon", "as", "."]
+    rec = ActivationRecord.from_levels(tokens, [0, 0, 0, 2, 9, 0, 8, 1, 3])
+    assert rec.top_words(3) == [("Bergen", 9), ("Jonas", 8), (".", 3)]
+    assert rec.top_tokens(2) == [("en", 9), ("Jon", 8)]
+    assert "Strongest: Bergen, Jonas, ." in user_turn(rec)["content"]
+
+
+def test_teacher_forced_simulation_prompt_shows_the_text_once():
+    display = ["Red", ",", " green"]
+    listed = simulation_messages("commas", display, [FALLBACK_SIMULATION_EXAMPLE])[-1]["content"]
+    plain = simulation_messages("commas", display, [FALLBACK_SIMULATION_EXAMPLE], listed=False)[-1]["content"]
+    assert "Tokens:\nRed\n,\n green" in listed
+    assert "Text: Red, green" in plain and "Tokens:" not in plain
+
+
+# -- with the embedded SmolLM2 ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalBackend:
+    backend = get_backend("local")
+    assert isinstance(backend, LocalBackend)
+    _ = backend.loaded
+    return backend
+
+
+@pytest.mark.slow
+def test_local_reply_is_one_line_without_repeated_trigrams(local):
+    messages = [{"role": "user", "content": "Write the numbers one to twenty, one per line."}]
+    reply = local.complete(messages, max_tokens=40)
+    assert reply and "\n" not in reply
+    ids = local._encode(reply)
+    trigrams = [tuple(ids[i : i + 3]) for i in range(len(ids) - 2)]
+    assert len(trigrams) == len(set(trigrams))
+
+
+@pytest.mark.slow
+def test_batched_length_sorted_scoring_equals_one_sequence_at_a_time(local):
+    """Sorting by length, padding and the cached shared prefix must not change a single value."""
+    example = FALLBACK_SIMULATION_EXAMPLE
+    displays = [
+        display_tokens(list(example.tokens)),
+        ["Red", ",", " green"],
+        ["One", " two", ",", " three", " and", " four", " more", " words", "."],
+    ]
+    explanations = [example.explanation, "colour names"]
+    local._prefix_cache.clear()
+    batched = simulate(local, explanations, displays, [example])
+    assert len(local._prefix_cache) == 1  # the system prompt + worked example prefix, computed once
+    old = local.max_batch
+    try:
+        local.max_batch = 1
+        single = simulate(local, explanations, displays, [example])
+    finally:
+        local.max_batch = old
+    for (vals_a, _), (vals_b, _) in zip(batched, single, strict=True):
+        for a, b in zip(vals_a, vals_b, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-3)
+    pieces = simulation_pieces(displays[1])
+    assert len(batched[0][0][1]) == len(pieces) - 1 == 3
