@@ -14,6 +14,7 @@ from .errors import (
     FileFormatError,
     InputError,
     ModelLoadError,
+    PublishError,
     UnsupportedModelError,
 )
 from .lm import LM, from_pretrained
@@ -34,6 +35,7 @@ __all__ = [
     "InputError",
     "ModelLoadError",
     "OutputSeq",
+    "PublishError",
     "UnsupportedModelError",
     "__version__",
     "cache_dir",

@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .errors import EccoError
+
+if TYPE_CHECKING:
+    from .publish import StagedSpace
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -54,8 +58,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     lo, hi = _parse_layers(args.layers)
     backend = args.backend if not args.llm else f"{args.backend}:{args.llm}"
     result = explain_text(
-        lm, args.text, n_components=args.components, from_layer=lo, to_layer=hi, backend=backend,
-        score=not args.no_score, held_out=args.held_out or None, retriever=args.retriever,
+        lm,
+        args.text,
+        n_components=args.components,
+        from_layer=lo,
+        to_layer=hi,
+        backend=backend,
+        score=not args.no_score,
+        held_out=args.held_out or None,
+        retriever=args.retriever,
         n_examples=args.examples,
     )
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else str(result))
@@ -63,15 +74,46 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
+    from .serving import load_app
+
+    load_app().main(["--host", args.host, "--port", str(args.port)])
+    return 0
+
+
+def _cmd_space_deploy(args: argparse.Namespace) -> int:
+    import tempfile
     from pathlib import Path
 
-    app_file = Path(__file__).resolve().parent.parent / "space" / "app.py"
-    if not app_file.exists():
-        raise EccoError(f"the app lives in the repository's space/ folder, not found at {app_file}")
-    import runpy
+    from . import publish
 
-    sys.argv = [str(app_file), "--host", args.host, "--port", str(args.port)]
-    runpy.run_path(str(app_file), run_name="__main__")
+    publish.check_repo_id(args.repo_id)
+    publish.check_hardware(args.hardware)
+    if args.stage_dir:
+        staged = publish.stage_space(Path(args.stage_dir), source=args.source, wheel=args.wheel, pin=not args.no_pin)
+        return _report_or_deploy(args, staged)
+    with tempfile.TemporaryDirectory(prefix="ecco-space-") as tmp:
+        staged = publish.stage_space(Path(tmp) / "space", source=args.source, wheel=args.wheel, pin=not args.no_pin)
+        return _report_or_deploy(args, staged)
+
+
+def _report_or_deploy(args: argparse.Namespace, staged: StagedSpace) -> int:
+    from . import publish
+
+    print(publish.format_listing(staged, args.repo_id))
+    if args.dry_run:
+        print(
+            f"dry run: nothing uploaded (staged in {staged.folder})" if args.stage_dir else "dry run: nothing uploaded"
+        )
+        return 0
+    result = publish.deploy(
+        staged,
+        args.repo_id,
+        token=args.token,
+        private=args.private,
+        hardware=args.hardware,
+        commit_message=args.message,
+    )
+    print(f"uploaded {result.files} files to {result.url}\ncommit: {result.commit_url}")
     return 0
 
 
@@ -111,6 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--host", default="127.0.0.1")
     a.add_argument("--port", type=int, default=7860)
     a.set_defaults(func=_cmd_app)
+
+    s = sub.add_parser("space", help="publish the app as a Hugging Face Space")
+    space_sub = s.add_subparsers(dest="space_command", required=True)
+    dep = space_sub.add_parser(
+        "deploy",
+        help="stage space/ with the SDK's wheel, check the Space card, and upload it",
+        description="Stage the Space (space/ files, ecco_sdk's wheel and its package unpacked next to app.py, "
+        "a generated requirements.txt), check the README.md front matter, and upload it with huggingface_hub. "
+        "The token comes from --token or HF_TOKEN (or a saved `hf auth login`) and is never printed.",
+    )
+    dep.add_argument("--repo-id", required=True, metavar="OWNER/NAME", help="the Space to create or update")
+    dep.add_argument("--private", action="store_true", help="create the Space as private (ignored if it exists)")
+    dep.add_argument("--token", help="a Hugging Face write token (prefer the HF_TOKEN environment variable)")
+    dep.add_argument("--dry-run", action="store_true", help="list what would be uploaded and check it; no network")
+    dep.add_argument("--hardware", help="request Space hardware after the upload (e.g. cpu-basic, zero-a10g, t4-small)")
+    dep.add_argument("--message", help="commit message (default: 'Deploy ecco_sdk <version> Space')")
+    dep.add_argument("--source", help="folder with app.py, README.md, requirements.txt (default: the repo's space/)")
+    dep.add_argument("--wheel", help="use this ecco_sdk wheel instead of building one")
+    dep.add_argument("--stage-dir", help="stage into this new or empty folder and keep it (default: a temporary one)")
+    dep.add_argument("--no-pin", action="store_true", help="keep setup.py's version ranges instead of pinning")
+    dep.set_defaults(func=_cmd_space_deploy)
     return p
 
 

@@ -29,3 +29,7 @@ class ConfigurationError(EccoError):
 
 class BackendError(EccoError):
     """An LLM or embedding backend failed: unreachable, refused the key, or timed out."""
+
+
+class PublishError(EccoError):
+    """Publishing to the Hugging Face Hub failed: unreachable, refused the token, or rejected the upload."""

@@ -20,65 +20,29 @@ def _tiny_config(family: str, vocab: int):
     import transformers as tf
 
     common = {"vocab_size": vocab}
+    # The Hugging Face names most decoder families share; each family adds what is its own.
+    hf = {
+        "num_hidden_layers": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 128,
+        **common,
+    }
     if family == "gpt2":
         return tf.GPT2Config(
             n_layer=2, n_embd=32, n_head=2, n_inner=64, n_positions=128, bos_token_id=0, eos_token_id=2, **common
         )
     if family == "llama":
-        return tf.LlamaConfig(
-            num_hidden_layers=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=128,
-            eos_token_id=2,
-            **common,
-        )
+        return tf.LlamaConfig(num_key_value_heads=1, eos_token_id=2, **hf)
     if family == "qwen2":
-        return tf.Qwen2Config(
-            num_hidden_layers=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=128,
-            eos_token_id=2,
-            **common,
-        )
+        return tf.Qwen2Config(num_key_value_heads=1, eos_token_id=2, **hf)
     if family == "gemma":
-        return tf.GemmaConfig(
-            num_hidden_layers=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=16,
-            max_position_embeddings=128,
-            eos_token_id=2,
-            pad_token_id=0,
-            bos_token_id=1,
-            **common,
-        )
+        return tf.GemmaConfig(num_key_value_heads=1, head_dim=16, eos_token_id=2, pad_token_id=0, bos_token_id=1, **hf)
     if family == "gpt_neox":
-        return tf.GPTNeoXConfig(
-            num_hidden_layers=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=2,
-            max_position_embeddings=128,
-            eos_token_id=2,
-            **common,
-        )
+        return tf.GPTNeoXConfig(eos_token_id=2, **hf)
     if family == "bert":
-        return tf.BertConfig(
-            num_hidden_layers=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=2,
-            max_position_embeddings=128,
-            **common,
-        )
+        return tf.BertConfig(**hf)
     if family == "distilbert":
         return tf.DistilBertConfig(n_layers=2, dim=32, hidden_dim=64, n_heads=2, max_position_embeddings=128, **common)
     if family == "t5":
@@ -147,3 +111,23 @@ def minilm():
     import ecco_sdk
 
     return ecco_sdk.from_pretrained("minilm-l6", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def app_server():
+    """The Gradio app (space/app.py) launched on a free loopback port for one test module; yields (url, demo)."""
+    import socket
+
+    from ecco_sdk.serving import ServingConfig, load_app
+
+    module = load_app()
+    config = ServingConfig(max_new_tokens=12, explain_max_tokens=16, concurrency_limit=4)
+    demo = module.build_app(["smollm2-135m-instruct"], config=config)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", demo
+    finally:
+        demo.close()

@@ -251,7 +251,7 @@ def factors_figure(tokens: Any, factors: Any, title: str = "NMF factors over the
         ax.plot(x, values[f], color=colour, linewidth=1.6)
         ax.set_ylim(0, max(float(values[f].max()) * 1.1, 1e-9))
         ax.set_yticks([])
-        _plain([ax.set_ylabel(f"factor {f}", rotation=0, ha="right", va="center", fontsize=9)])
+        _plain([ax.set_ylabel(f"factor {f + 1}", rotation=0, ha="right", va="center", fontsize=9)])
         for spine in ("top", "right", "left"):
             ax.spines[spine].set_visible(False)
     axes[-1].set_xticks(x, [token_label(t) for t in toks], rotation=60, ha="right", fontsize=8)
