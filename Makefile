@@ -44,6 +44,8 @@ bench: install
 	$(PY) bench/attribution.py
 	$(PY) bench/lens.py
 	$(PY) bench/nmf.py
+	$(PY) bench/explain.py
+	$(PY) bench/app.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

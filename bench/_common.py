@@ -29,7 +29,19 @@ def timed(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> tuple[f
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (MB)."""
+    """This process's peak resident memory so far (MB).
+
+    On Linux this is VmHWM of the process's own address space: `ru_maxrss` would also carry the peak of
+    the parent that spawned it (the kernel keeps the larger of the two across fork/exec), so a child
+    started by a bench that had loaded a model would report the parent's memory as its own.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -70,3 +82,21 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
+
+
+LONG_TEXT = (
+    "The history of the city begins with a small settlement on the river, where traders met to exchange "
+    "grain, wool and salt. Over the centuries the town grew into a busy port, and its bridges, markets and "
+    "churches became famous across the whole region. Today visitors come to see the old harbour, the castle "
+    "on the hill and the museum that tells the story of the people who built it."
+)
+
+
+def real_sequence(lm, n_tokens: int = 64):
+    """One captured forward (`OutputSeq`) over exactly the first `n_tokens` tokens of LONG_TEXT."""
+    import torch
+
+    ids = lm.encode(LONG_TEXT)[:, :n_tokens]
+    if ids.shape[1] < n_tokens:
+        raise ValueError(f"LONG_TEXT has only {ids.shape[1]} tokens; ask for fewer")
+    return lm({"input_ids": ids, "attention_mask": torch.ones_like(ids)}).sequences[0]
