@@ -64,7 +64,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .arrays import as_real_array
+from .checks import as_real_array, check_choice
 from .errors import FileFormatError, InputError
 
 NegativeMode = Literal["clip", "split", "shift"]
@@ -187,13 +187,6 @@ def _select_positions(positions: Any, n_positions: int) -> np.ndarray:
     return idx
 
 
-def _check_choice(value: Any, allowed: tuple[str, ...], name: str) -> str:
-    """Reject unknown mode names with the list of valid ones."""
-    if value not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return str(value)
-
-
 @dataclass(frozen=True)
 class _FitOptions:
     """Solver settings shared by run_nmf and fit_factor_model."""
@@ -219,8 +212,8 @@ def _fit_options(seed: Any, max_iter: Any, tol: Any, normalize: Any, init: Any) 
         seed=seed_,
         max_iter=iters,
         tol=float(tol),
-        normalize=_check_choice(normalize, NORMALIZE_MODES, "normalize"),
-        init=_check_choice(init, INIT_MODES, "init"),
+        normalize=check_choice(normalize, "normalize", NORMALIZE_MODES),
+        init=check_choice(init, "init", INIT_MODES),
     )
 
 
@@ -610,7 +603,7 @@ def run_nmf(
     toks = _check_tokens(tokens, n_pos)
     n_input = _check_n_input(n_input_tokens, n_pos)
     lo, hi = _layer_range(n_layers, from_layer, to_layer)
-    negative = _check_choice(negative, NEGATIVE_MODES, "negative")  # type: ignore[assignment]
+    negative = check_choice(negative, "negative", NEGATIVE_MODES)  # type: ignore[assignment]
     opts = _fit_options(seed, max_iter, tol, normalize, init)
     pos = _select_positions(positions, n_pos)
     if pos.size < 2:
@@ -867,7 +860,7 @@ def fit_factor_model(
     arrays = _corpus_arrays(activation_list)
     n_layers, n_neurons = arrays[0].shape[:2]
     lo, hi = _layer_range(n_layers, from_layer, to_layer)
-    negative = _check_choice(negative, NEGATIVE_MODES, "negative")  # type: ignore[assignment]
+    negative = check_choice(negative, "negative", NEGATIVE_MODES)  # type: ignore[assignment]
     opts = _fit_options(seed, max_iter, tol, normalize, init)
     cap = _check_max_positions(max_positions)
     for i, a in enumerate(arrays):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
 
+from .checks import check_choice
 from .errors import InputError
 from .lm import LM, from_pretrained
 from .models import EMBEDDED
@@ -259,13 +260,6 @@ def as_float(value: Any, name: str, lo: float, hi: float) -> float:
     return float(value)
 
 
-def as_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
-    """One of the allowed strings, else a message listing them."""
-    if value not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-    return str(value)
-
-
 def check_prompt(lm: LM, prompt: Any, cfg: ServingConfig) -> int:
     """Number of prompt tokens, after checking the prompt is non-empty and within max_input_tokens."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -404,8 +398,8 @@ class Server:
 
         cfg = self.config
         run = self.runs.get(run_id)
-        method = canonical_method(as_choice(method, "method", ATTRIBUTION_METHODS))
-        style = as_choice(style, "style", ("minimal", "detailed"))
+        method = canonical_method(check_choice(method, "method", ATTRIBUTION_METHODS))
+        style = check_choice(style, "style", ("minimal", "detailed"))
         steps = cfg.default_ig_steps if n_steps is None else as_int(n_steps, "n_steps", 1, cfg.max_ig_steps)
         n_gen = run.out.n_generated
         t = as_int(target, "target", -1, n_gen - 1, f" (index of a generated token, 0..{n_gen - 1}; -1 = last)")
@@ -484,9 +478,9 @@ class Server:
         run = self.runs.get(run_id)
         k = as_int(n_components, "n_components", 1, cfg.max_components, " (this app's limit)")
         layers = _layer_bounds(from_layer, to_layer)
-        kind = as_choice(backend, "backend", EXPLAIN_BACKENDS)
+        kind = check_choice(backend, "backend", EXPLAIN_BACKENDS)
         n_ex = as_int(n_examples, "n_examples", 0, cfg.max_examples)
-        retr = as_choice(retriever, "retriever", RETRIEVERS)
+        retr = check_choice(retriever, "retriever", RETRIEVERS)
         texts = _lines(held_out)
         if len(texts) > cfg.max_held_out:
             raise InputError(f"at most {cfg.max_held_out} held-out texts per request, got {len(texts)}")

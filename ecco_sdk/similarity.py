@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .arrays import as_real_array
+from .checks import as_real_array
 from .errors import InputError
 
 Kernel = Literal["linear", "rbf"]

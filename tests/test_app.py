@@ -95,8 +95,8 @@ def test_validators_state_the_limit() -> None:
         serving.as_int(6, "n", 1, 5, " (limit)")
     with pytest.raises(InputError, match="got True"):
         serving.as_int(True, "n", 0, 5)
-    with pytest.raises(InputError, match="style must be one of minimal, detailed"):
-        serving.as_choice("fancy", "style", ("minimal", "detailed"))
+    with pytest.raises(InputError, match="style must be one of 'minimal', 'detailed'; got 'fancy'"):
+        serving.check_choice("fancy", "style", ("minimal", "detailed"))
     assert serving._watch_list(" is, are,,  ", 5) == [" is", " are"]
     with pytest.raises(InputError, match="at most 1 watched tokens"):
         serving._watch_list("a, b", 1)

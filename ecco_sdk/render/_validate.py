@@ -65,10 +65,3 @@ def index_in_range(value: Any, name: str, low: int, high: int) -> int:
     if not low <= int(value) <= high:
         raise InputError(f"{name}={value} is out of range: it must be between {low} and {high}.")
     return int(value)
-
-
-def choice(value: Any, name: str, allowed: Sequence[str]) -> str:
-    """Check a string option against its allowed values, listing them in the error."""
-    if value not in allowed:
-        raise InputError(f"{name}={value!r} is not supported: use one of {', '.join(map(repr, allowed))}.")
-    return str(value)

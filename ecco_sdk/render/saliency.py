@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ecco_sdk.checks import check_choice
 from ecco_sdk.errors import InputError
 from ecco_sdk.render._common import esc, header, inline_token, percent, ramp, rgba
-from ecco_sdk.render._validate import choice, float_array, index_in_range, token_list, token_list_like
+from ecco_sdk.render._validate import float_array, index_in_range, token_list, token_list_like
 from ecco_sdk.render.colours import NEGATIVE, POSITIVE, highlight_style, signed_style
 from ecco_sdk.render.tokens import Decoration, TokenParts, token_tooltip, tokens_html
 from ecco_sdk.render.visual import Visual, behaviour_js, new_id, wrap
@@ -124,7 +125,7 @@ def saliency_view(
     """Show which earlier tokens an output token depended on (minimal highlight or detailed numbers)."""
     toks = token_list(tokens)
     n_in = index_in_range(n_input_tokens, "n_input_tokens", 0, len(toks))
-    choice(style, "style", STYLES)
+    check_choice(style, "style", STYLES)
     attr = float_array(attributions, "attributions", 2, allow_nan=True)
     n_targets, n_positions = attr.shape
     if n_positions > len(toks):

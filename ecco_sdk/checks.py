@@ -1,7 +1,8 @@
-"""Reading user-supplied activation matrices (numpy, torch, nested lists) into real numpy arrays, with clear errors."""
+"""Checks of user input shared across modules (activation arrays, option names), saying what to change."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,3 +25,10 @@ def as_real_array(x: Any, name: str, dtype: type = np.float64) -> np.ndarray:
     if np.iscomplexobj(arr):
         raise InputError(f"{name} is complex; pass real-valued activations.")
     return arr.astype(dtype, copy=False)
+
+
+def check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
+    """`value` if it is one of the `allowed` option names, else an InputError listing them."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
