@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
@@ -119,12 +120,29 @@ def _converted_dir(name: str) -> Path:
     return cache_dir() / "models" / name
 
 
-def _source_stamp(path: Path) -> dict[str, Any]:
+def _source_stamp(path: Path, digest: bool = True) -> dict[str, Any]:
+    """What identifies a converted source: size and mtime (fast check) and a content digest (across installs)."""
     st = path.stat()
-    return {"source": str(path), "size": st.st_size, "mtime": int(st.st_mtime)}
+    stamp: dict[str, Any] = {"source": str(path), "size": st.st_size, "mtime": int(st.st_mtime)}
+    if digest:
+        stamp["sha256"] = _sha256(path)
+    return stamp
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _is_converted(name: str, source: Path) -> bool:
+    """True when the cache holds a conversion of this very file.
+
+    The same package installed in another environment has another mtime; its content digest still
+    matches, so two virtual environments sharing one cache do not convert the model over and over.
+    """
     marker = _converted_dir(name) / "ecco_sdk.json"
     if not marker.exists():
         return False
@@ -132,8 +150,10 @@ def _is_converted(name: str, source: Path) -> bool:
         stamp = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
-    want = _source_stamp(source)
-    return stamp.get("size") == want["size"] and stamp.get("mtime") == want["mtime"]
+    want = _source_stamp(source, digest=False)
+    if stamp.get("size") != want["size"]:
+        return False
+    return stamp.get("mtime") == want["mtime"] or stamp.get("sha256") == _sha256(source)
 
 
 def list_models() -> list[ModelInfo]:

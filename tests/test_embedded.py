@@ -69,3 +69,31 @@ def test_cli_demo_prints_candidates():
         check=True,
     )
     assert "' Paris'" in res.stdout and "<-" in res.stdout
+
+
+def test_a_copy_of_the_same_file_reuses_the_conversion(tmp_path, monkeypatch):
+    """Another install of the package (same bytes, new mtime) is recognised by content, a changed file is not."""
+    import json
+
+    from ecco_sdk import models
+
+    monkeypatch.setenv("ECCO_SDK_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "a" / "model.gguf"
+    source.parent.mkdir()
+    source.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    folder = models._converted_dir("m")
+    folder.mkdir(parents=True)
+    (folder / "ecco_sdk.json").write_text(json.dumps(models._source_stamp(source)))
+    assert models._is_converted("m", source)
+
+    copy = tmp_path / "b" / "model.gguf"  # the same package in a second virtual environment
+    copy.parent.mkdir()
+    copy.write_bytes(source.read_bytes())
+    os.utime(copy, (1_000_000_000, 1_000_000_000))
+    assert models._is_converted("m", copy)
+
+    changed = tmp_path / "c" / "model.gguf"  # same size, other bytes: a different model
+    changed.parent.mkdir()
+    changed.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 64)
+    os.utime(changed, (1_000_000_000, 1_000_000_000))
+    assert not models._is_converted("m", changed)
