@@ -451,7 +451,8 @@ def nmf_causal() -> list[Cell]:
         ),
         md(
             """
-            **What to look at.** Factor 0 is one huge spike on the very first token. Causal models pour
+            **What to look at.** The first factor ("factor 1" in the plot, `nmf.factors[0]` in Python) is one
+            huge spike on the very first token. Causal models pour
             enormous activations into the first position (it serves as an "attention sink"), far larger than
             anywhere else, so NMF spends a whole factor on it, and its low relative error mostly measures how
             well that one token is reproduced. Leave the first token out with `positions`:
