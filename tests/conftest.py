@@ -131,3 +131,14 @@ def app_server():
         yield f"http://127.0.0.1:{port}/", demo
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def local():
+    """The local explainer backend (embedded SmolLM2), loaded before any test swaps ECCO_SDK_CACHE."""
+    from ecco_sdk.explain import LocalBackend, get_backend
+
+    backend = get_backend("local")
+    assert isinstance(backend, LocalBackend)
+    _ = backend.loaded
+    return backend

@@ -16,11 +16,9 @@ from servers.openai_compat import OpenAICompatServer
 from ecco_sdk.errors import InputError
 from ecco_sdk.explain import (
     ActivationRecord,
-    LocalBackend,
     OpenAIBackend,
     explain_factors,
     format_explanations,
-    get_backend,
     load_library,
     pack_prompt,
 )
@@ -148,15 +146,6 @@ def test_clean_explanation():
 
 
 # -- with the embedded SmolLM2 ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local() -> LocalBackend:
-    """The embedded SmolLM2, loaded before any test swaps ECCO_SDK_CACHE (so it is not re-converted)."""
-    backend = get_backend("local")
-    assert isinstance(backend, LocalBackend)
-    _ = backend.loaded
-    return backend
 
 
 def _long_record() -> ActivationRecord:

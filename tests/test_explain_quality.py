@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecco_sdk.explain import ActivationRecord, LocalBackend, get_backend
+from ecco_sdk.explain import ActivationRecord
 from ecco_sdk.explain.generation import banned_next, make_no_repeat
 from ecco_sdk.explain.prompt import (
     FALLBACK_SIMULATION_EXAMPLE,
@@ -68,14 +68,6 @@ def test_teacher_forced_simulation_prompt_shows_the_text_once():
 
 
 # -- with the embedded SmolLM2 ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local() -> LocalBackend:
-    backend = get_backend("local")
-    assert isinstance(backend, LocalBackend)
-    _ = backend.loaded
-    return backend
 
 
 @pytest.mark.slow

@@ -15,11 +15,9 @@ from ecco_sdk.errors import InputError
 from ecco_sdk.explain import (
     ActivationRecord,
     Explanation,
-    LocalBackend,
     OpenAIBackend,
     ScoreReport,
     display_tokens,
-    get_backend,
     load_library,
     score_explanations,
     top_tokens_explanation,
@@ -206,13 +204,6 @@ def test_top_tokens_baseline_is_built_without_an_llm():
 
 
 # -- with the embedded SmolLM2 (logits, teacher-forced) ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local() -> LocalBackend:
-    backend = get_backend("local")
-    _ = backend.loaded
-    return backend
 
 
 @pytest.mark.slow

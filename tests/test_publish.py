@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import huggingface_hub.constants as hf_constants
 import pytest
 from packaging.requirements import Requirement
+from servers import send_json
 
 import ecco_sdk
 from ecco_sdk import cli, publish
@@ -288,16 +289,7 @@ class LoopbackHub:
         self.server.shutdown()
         self.server.server_close()
 
-    @staticmethod
-    def reply(req: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload).encode()
-        req.send_response(status)
-        req.send_header("Content-Type", "application/json")
-        req.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            req.send_header(key, value)
-        req.end_headers()
-        req.wfile.write(body)
+    reply = staticmethod(send_json)
 
     def handle(self, req: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
         path = urlparse(req.path).path

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from servers import send_json
+
 Responder = Callable[[list[dict[str, str]], dict[str, Any]], str]
 _PIECE = re.compile(r"\d|[^\W\d]+|\s|.", re.S)
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -116,14 +118,7 @@ class OpenAICompatServer:
                 pass
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload, headers)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
