@@ -9,6 +9,12 @@ plus `layer_predictions` (top-10 of every layer) at the last position. Peers, sa
          full `argsort` per position to find each token's rank; top-k per layer for predictions.
 - loop:  a straightforward torch loop over layers with the final norm: unembed, `argsort` the
          whole (positions x vocab) block, read each token's rank off the sort.
+- bf16:  ours with the unembedding matmul in bfloat16 (fp32 accumulation): the one way found to
+         go faster on a CPU with avx512_bf16. It is inexact; the table shows how often its ranks
+         still equal the fp32 ones, which is why ecco_sdk does not use it.
+
+The exact lens needs every logit, so its floor is the unembedding's FLOPs at the fp32 matmul peak
+measured in the same run; the bench prints that floor next to the target.
 
 Each side runs in its own child process (its own peak RSS); times are medians after one warm-up
 (the slow ecco side: one timed run).
@@ -70,6 +76,38 @@ def _loop(lm, out, norm: bool):
     return run
 
 
+def _bf16(lm, out):
+    """Ours with a bfloat16 unembedding: same states, same final norm, ranks counted against bf16 logits."""
+    import torch
+
+    from ecco_sdk import lens
+
+    weight = lm.adapter.head.weight.bfloat16()
+    n_layers = out.hidden_states.shape[0] - 1
+    rows = list(range(1, n_layers + 1))
+    targets = torch.as_tensor(out.token_ids[1:]).repeat(n_layers)[:, None]
+    step = max(1, lens._ROW_ELEMENTS // weight.shape[0])
+
+    def run():
+        with torch.inference_mode():
+            normed = lens._normed(lm, lens._states(out, rows, range(len(out.tokens) - 1))).bfloat16()
+            n = min(step, normed.shape[0])
+            low = torch.empty(n, weight.shape[0], dtype=torch.bfloat16)
+            wide, mask = torch.empty(n, weight.shape[0]), torch.empty(n, weight.shape[0])
+            ranks = []
+            for s in range(0, normed.shape[0], step):
+                m = normed[s : s + step].shape[0]
+                torch.mm(normed[s : s + step], weight.t(), out=low[:m])
+                wide[:m].copy_(low[:m])  # bf16 comparisons are slow on CPU; fp32 ones on the same values are not
+                torch.gt(wide[:m], wide[:m].gather(1, targets[s : s + step]), out=mask[:m])
+                ranks.append(mask[:m].sum(-1) + 1)
+            last = lens._normed(lm, lens._states(out, rows, [len(out.tokens) - 1])).bfloat16()
+            preds = torch.topk((last @ weight.t()).float(), 10, dim=-1).indices
+        return torch.cat(ranks).long().reshape(n_layers, -1).numpy(), preds.numpy()
+
+    return run
+
+
 def child(who: str, n_tokens: int, repeat: int) -> None:
     import torch
 
@@ -78,7 +116,12 @@ def child(who: str, n_tokens: int, repeat: int) -> None:
     torch.manual_seed(0)
     lm = ecco_sdk.from_pretrained(MODEL, verbose=False)
     out = real_sequence(lm, n_tokens)
-    run = _ours(lm, out) if who == "ours" else _loop(lm, out, norm=who == "loop")
+    if who == "ours":
+        run = _ours(lm, out)
+    elif who == "bf16":
+        run = _bf16(lm, out)
+    else:
+        run = _loop(lm, out, norm=who == "loop")
     seconds, (ranks, preds) = timed(run, repeat=repeat, warmup=1)
     rows = (out.hidden_states.shape[0] - 1) * (len(out.tokens) - 1)
     print(
@@ -101,7 +144,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=5, help="timed runs after one warm-up run (median)")
     ap.add_argument("--quick", action="store_true", help="short run: 1 timed repeat")
-    ap.add_argument("--child", choices=["ours", "loop", "ecco"])
+    ap.add_argument("--child", choices=["ours", "bf16", "loop", "ecco"])
     args = ap.parse_args()
     if args.child:
         child(args.child, args.tokens, args.repeat)
@@ -111,13 +154,19 @@ def main() -> None:
     repeat = 1 if args.quick else args.repeat
     common = ["--tokens", str(args.tokens), "--repeat", str(repeat)]
     peak = matmul_peak_gflops()
-    res = {who: run_child(__file__, "--child", who, *common) for who in ("ours", "loop")}
+    res = {who: run_child(__file__, "--child", who, *common) for who in ("ours", "bf16", "loop")}
     # ecco's per-position argsort takes about a minute a run: one timed run after the warm-up is enough
     res["ecco"] = run_child(__file__, "--child", "ecco", "--tokens", str(args.tokens), "--repeat", "1")
     ours = res["ours"]
     ref = np.asarray(ours["ranks"])
     rows = []
-    for who, label in (("ours", "ecco_sdk (norm, exact)"), ("loop", "torch loop + norm"), ("ecco", "ecco (no norm)")):
+    sides = (
+        ("ours", "ecco_sdk (norm, exact)"),
+        ("bf16", "ours, bf16 unembedding"),
+        ("loop", "torch loop + norm"),
+        ("ecco", "ecco (no norm)"),
+    )
+    for who, label in sides:
         r = res[who]
         same = float((np.asarray(r["ranks"]) == ref).mean())
         top1 = float((np.asarray(r["preds"])[:, 0] == np.asarray(ours["preds"])[:, 0]).mean())
@@ -154,7 +203,11 @@ def main() -> None:
             rows,
         )
     )
-    print(f"target: ours under 0.5 s -> {'met' if ours['seconds'] < 0.5 else 'NOT met'} ({ours['seconds']:.3f} s)")
+    floor = ours["gflop"] / peak
+    print(
+        f"target: ours under 0.5 s -> {'met' if ours['seconds'] < 0.5 else 'NOT met'} ({ours['seconds']:.3f} s); "
+        f"an exact lens cannot beat the unembedding alone at the fp32 peak: {floor:.3f} s here"
+    )
 
 
 if __name__ == "__main__":
