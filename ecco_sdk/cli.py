@@ -51,7 +51,7 @@ def _parse_layers(text: str | None) -> tuple[int | None, int | None]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain_text
+    from .explain import SKIP_FIRST, explain_text
     from .lm import from_pretrained
 
     lm = from_pretrained(args.model, verbose=not args.quiet)
@@ -68,6 +68,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         held_out=args.held_out or None,
         retriever=args.retriever,
         n_examples=args.examples,
+        skip_first=0 if args.keep_first else SKIP_FIRST,
     )
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else str(result))
     return 0
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--examples", type=int, default=4, help="few-shot examples per prompt")
     e.add_argument("--held-out", action="append", help="held-out text for scoring (repeatable)")
     e.add_argument("--no-score", action="store_true")
+    e.add_argument(
+        "--keep-first", action="store_true", help="factorize the first token too (left out: it is the attention sink)"
+    )
     e.add_argument("--json", action="store_true")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_explain)

@@ -443,12 +443,20 @@ class Server:
         return EndpointResult(visuals, data)
 
     # -- NMF
-    def nmf(self, run_id: str, n_components: int = 4, from_layer: int = 0, to_layer: int = -1) -> EndpointResult:
-        """NMF factors of the run's FFN activations: highlights with sparklines and each factor's top neurons."""
+    def nmf(
+        self, run_id: str, n_components: int = 4, from_layer: int = 0, to_layer: int = -1, skip_first: bool = True
+    ) -> EndpointResult:
+        """NMF factors of the run's FFN activations: highlights with sparklines and each factor's top neurons.
+
+        skip_first leaves out the first token (the attention sink on causal models; see explain.SKIP_FIRST).
+        """
+        from .explain import SKIP_FIRST
+
         run = self.runs.get(run_id)
         k = as_int(n_components, "n_components", 1, self.config.max_components, " (this app's limit)")
         lo, hi = _layer_bounds(from_layer, to_layer)
-        result = run.out.run_nmf(n_components=k, from_layer=lo, to_layer=hi)
+        positions = slice(SKIP_FIRST, None) if skip_first else None
+        result = run.out.run_nmf(n_components=k, from_layer=lo, to_layer=hi, positions=positions)
         visuals = [result.explore(top_n=8), figure_to_html(result.plot())]
         return EndpointResult(visuals, {"run_id": run.run_id, **result.to_dict(top_n=8)})
 
@@ -467,12 +475,14 @@ class Server:
         n_examples: int = 2,
         retriever: str = "bm25",
         held_out: str | Sequence[str] = "",
+        skip_first: bool = True,
     ) -> EndpointResult:
         """One LLM explanation per NMF factor of the run, optionally scored on held-out texts.
 
-        api_key is used for this request only: it goes to the backend object and nowhere else.
+        api_key is used for this request only: it goes to the backend object and nowhere else. skip_first
+        leaves out each text's first token, as in `nmf`.
         """
-        from .explain import HELD_OUT_TEXTS
+        from .explain import HELD_OUT_TEXTS, SKIP_FIRST
 
         cfg = self.config
         run = self.runs.get(run_id)
@@ -506,6 +516,7 @@ class Server:
             n_examples=n_ex,
             retriever=retr,
             max_tokens=cfg.explain_max_tokens,
+            skip_first=SKIP_FIRST if skip_first else 0,
         )
         nmf = result.nmf
         tops = [nmf.top_neurons(f, 8) for f in range(nmf.n_components)]

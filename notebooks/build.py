@@ -770,7 +770,8 @@ def explain() -> list[Cell]:
         md(
             """
             For one text end to end there is `ecco_sdk.explain.explain_text(lm, text, n_components=3)`, which the
-            CLI (`ecco-sdk explain`) and the app use. Next: [08-similarity](08-similarity.ipynb).
+            CLI (`ecco-sdk explain`) and the app use. It leaves out each text's first token (the attention sink
+            of notebook 05) unless you pass `skip_first=0`. Next: [08-similarity](08-similarity.ipynb).
             """
         ),
     ]
@@ -946,7 +947,13 @@ def app_api() -> list[Cell]:
             print("last layer:", dict(zip(w["watch_tokens"], w["ranks"][-1])))
             """
         ),
-        md("**NMF.** Groups of FFN neurons that fire together, as factor activations over the run's tokens."),
+        md(
+            """
+            **NMF.** Groups of FFN neurons that fire together, as factor activations over the run's tokens. The
+            first token, the attention sink, is left out unless a fifth argument `skip_first=False` is given:
+            its activations are so large that it would take a factor of its own.
+            """
+        ),
         code(
             """
             html, plot, nmf = client.predict(run["run_id"], 3, 20, -1, api_name="/nmf")

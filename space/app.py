@@ -36,6 +36,8 @@ EXAMPLES = [
     ["def add(a, b):\n    return", 8],
 ]
 
+SKIP_LABEL = "Leave out the first token (the attention sink, which would take a factor of its own)"
+
 INTRO = (
     "# ecco_sdk: look inside a language model\n"
     "Generate text on the **Generate** tab; the other tabs analyse that same run (its id is kept below) "
@@ -151,6 +153,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         n_components: int = 4,
         from_layer: int = 0,
         to_layer: int = -1,
+        skip_first: bool = True,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[str, str, dict]:
         """Groups of FFN neurons that fire together (NMF factors) and where in the text they fire.
@@ -160,11 +163,12 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
             n_components: number of factors (1 to the app's limit).
             from_layer: first layer (0-based).
             to_layer: end layer, exclusive (-1 = through the last layer).
+            skip_first: leave out the first token (the attention sink, which otherwise takes a factor).
         Returns:
             The factor explorer (HTML), a factor plot (HTML image) and the factors with top neurons as JSON.
         """
         progress(0, desc="Factorizing neuron activations...")
-        res = server.nmf(run_id, n_components, from_layer, to_layer)
+        res = server.nmf(run_id, n_components, from_layer, to_layer, skip_first)
         return (*res.html(), res.data)
 
     @_friendly
@@ -181,6 +185,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         n_examples: int = 2,
         retriever: str = "bm25",
         held_out: str = "",
+        skip_first: bool = True,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[str, str, dict]:
         """An LLM-written explanation of each NMF factor of the run, with scores when asked.
@@ -198,13 +203,14 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
             n_examples: few-shot examples per prompt.
             retriever: how examples are chosen: bm25, dense or hybrid.
             held_out: held-out texts for scoring, one per line (empty = built-in texts).
+            skip_first: leave out each text's first token (the attention sink), as in /nmf.
         Returns:
             Factors with their explanations (HTML), the score table (HTML) and everything as JSON.
         """
         progress(0, desc="Explaining factors (the LLM writes one explanation per factor)...")
         res = server.explain(
             run_id, n_components, from_layer, to_layer, backend, base_url, llm_model, api_key, score,
-            n_examples, retriever, held_out,
+            n_examples, retriever, held_out, skip_first,
         )  # fmt: skip
         return (*res.html(), res.data)
 
@@ -267,6 +273,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
                     n_comp = gr.Number(4, precision=0, label=f"Factors (1-{cfg.max_components})")
                     from_layer = gr.Number(0, precision=0, label="From layer")
                     to_layer = gr.Number(-1, precision=0, label="To layer (exclusive, -1 = last)")
+                    skip_first = gr.Checkbox(True, label=SKIP_LABEL)
                 nmf_btn = gr.Button("Find factors", variant="primary")
                 nmf_html = gr.HTML(label="factors", elem_id="nmf-out")
                 nmf_plot = gr.HTML(label="factors_plot")
@@ -276,6 +283,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
                     e_comp = gr.Number(3, precision=0, label=f"Factors (1-{cfg.max_components})")
                     e_from = gr.Number(0, precision=0, label="From layer")
                     e_to = gr.Number(-1, precision=0, label="To layer (exclusive, -1 = last)")
+                    e_skip = gr.Checkbox(True, label=SKIP_LABEL)
                 with gr.Row():
                     backend = gr.Radio(["local", "openai"], value="local", label="Explainer backend")
                     base_url = gr.Textbox(label="Base URL (OpenAI-compatible)", placeholder="https://api.openai.com/v1")
@@ -306,7 +314,9 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
             [preds_html, ranks_html, watch_html, rank_json],
             api_name="rankings",
         )
-        nmf_btn.click(nmf, [run_id, n_comp, from_layer, to_layer], [nmf_html, nmf_plot, nmf_json], api_name="nmf")
+        nmf_btn.click(
+            nmf, [run_id, n_comp, from_layer, to_layer, skip_first], [nmf_html, nmf_plot, nmf_json], api_name="nmf"
+        )
         exp_btn.click(
             explain,
             [
@@ -322,6 +332,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
                 n_examples,
                 retriever,
                 held_out,
+                e_skip,
             ],
             [exp_html, exp_scores, exp_json],
             api_name="explain",

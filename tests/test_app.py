@@ -206,9 +206,20 @@ def test_nmf_factors_with_top_neurons(client, paris_run) -> None:
     html, plot_html, data = client.predict(paris_run["run_id"], 3, 20, -1, api_name="/nmf")
     assert data["layers"] == [20, 30] and data["n_components"] == 3
     factors = np.array(data["factors"])
-    assert factors.shape == (3, len(paris_run["tokens"])) and (factors >= 0).all()
+    n = len(paris_run["tokens"])  # the first token (the attention sink) is left out by default
+    assert factors.shape == (3, n - 1) and (factors >= 0).all() and data["positions"] == list(range(1, n))
+    assert data["tokens"] == paris_run["tokens"][1:]
     assert all(len(t) == 8 and all(20 <= n[0] < 30 for n in t) for t in data["top_neurons"])
     assert "<svg" in html and "Factor 3" in html and "data:image/png" in plot_html
+
+
+@pytest.mark.slow
+def test_nmf_with_the_first_token_gives_it_a_factor_of_its_own(client, paris_run) -> None:
+    _, _, data = client.predict(paris_run["run_id"], 3, 0, -1, False, api_name="/nmf")
+    factors = np.array(data["factors"])
+    assert factors.shape == (3, len(paris_run["tokens"])) and data["positions"] is None
+    # the strongest factor is the first token's alone: why the app leaves it out by default
+    assert factors[0].argmax() == 0 and factors[0, 1:].max() < 0.01 * factors[0, 0]
 
 
 @pytest.mark.slow
@@ -235,6 +246,7 @@ def test_explain_local_backend(client, paris_run) -> None:
     (exp,) = data["explanations"]
     assert exp["backend"].startswith("local") and exp["text"].strip()
     assert data["nmf"]["layers"] == [25, 30] and data["scores"] is None
+    assert data["nmf"]["positions"] == list(range(1, len(paris_run["tokens"])))  # the attention sink left out
 
 
 PROMPTS = ["The keys to the cabinet", "One, two, three,", "Heathrow airport is in", "My favourite colour is"]
@@ -266,7 +278,7 @@ def test_four_concurrent_clients_match_four_sequential_calls(app_server) -> None
         assert par["run_id"] != seq["run_id"]
     # Each concurrent run kept its own activations: the factors are over its own tokens.
     for par, _, _ in parallel:
-        _, _, nmf = seq_client.predict(par["run_id"], 2, 28, -1, api_name="/nmf")
+        _, _, nmf = seq_client.predict(par["run_id"], 2, 28, -1, False, api_name="/nmf")
         assert nmf["tokens"] == par["tokens"]
 
 

@@ -70,6 +70,8 @@ def test_explain_json_output_parses_with_explanations_and_scores(isolated, capsy
     assert [e["factor"] for e in data["explanations"]] == [0, 1]
     assert all(e["text"] and e["backend"] == "local:smollm2-135m-instruct" for e in data["explanations"])
     assert all(e["record"]["tokens"] for e in data["explanations"])
+    n = len(data["nmf"]["tokens"])
+    assert data["nmf"]["positions"] == list(range(1, n + 1))  # the first token (attention sink) is left out
     assert [f["factor"] for f in data["scores"]["factors"]] == [0, 1]
     assert data["scores"]["n_texts"] == len(HELD_OUT)
     assert set(data["scores"]["means"]) == {"simulation", "detection"}

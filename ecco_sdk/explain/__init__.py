@@ -14,7 +14,7 @@ from .backends import Backend, Completion, ForcedScorer, LocalBackend, LogprobCo
 from .embeddings import Embedder, OpenAIEmbedder, SentenceTransformerEmbedder, get_embedder
 from .explainer import Explanation, explain_factors, explain_record
 from .library import Example, Library, default_library_path, load_library, parse_library
-from .pipeline import HELD_OUT_TEXTS, TextExplanation, explain_activations, explain_output, explain_text
+from .pipeline import HELD_OUT_TEXTS, SKIP_FIRST, TextExplanation, explain_activations, explain_output, explain_text
 from .prompt import SYSTEM_PROMPT, Prompt, pack_prompt
 from .records import ActivationRecord, display_tokens, records_from_factors, to_levels
 from .retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, make_retriever, mmr
@@ -24,6 +24,7 @@ from .summary import format_explanations
 
 __all__ = [
     "HELD_OUT_TEXTS",
+    "SKIP_FIRST",
     "SYSTEM_PROMPT",
     "ActivationRecord",
     "BM25Retriever",

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError
 from .explainer import Explanation, explain_factors
 from .scoring import ScoreReport, score_explanations
@@ -25,6 +27,50 @@ HELD_OUT_TEXTS: tuple[str, ...] = (
     "Roses are red,\nviolets are blue,\nsugar is sweet,\nand so are you.",
     '{"name": "Ada", "born": 1815, "languages": ["English", "French"]}',
 )
+
+
+# Positions left out at the start of every text. On causal models the first position is the attention
+# sink: on SmolLM2-135M its FFN activations have about 25 times the norm of any other position's (3925
+# against at most 187, over three texts) and its largest is 2823 against at most 65 elsewhere. With it,
+# the first factor is always "the first token" and one explanation is wasted. On encoders and decoders
+# the first position is a special token ([CLS], the decoder start) that the text did not write.
+SKIP_FIRST = 1
+
+
+def _skip_positions(
+    activations: Any, tokens: list[str], skip: int, held_out: bool = False
+) -> tuple[np.ndarray, list[str]]:
+    """Activations (layers, neurons, positions) and tokens without their first `skip` positions."""
+    if isinstance(skip, bool) or not isinstance(skip, int | np.integer) or skip < 0:
+        raise InputError(f"skip_first must be a non-negative integer (positions to leave out), got {skip!r}")
+    acts = np.asarray(activations.numpy() if hasattr(activations, "numpy") else activations)
+    if acts.ndim != 3 or acts.shape[2] != len(tokens):
+        raise InputError(
+            f"activations must be shaped (layers, neurons, positions) with one position per token; got shape "
+            f"{acts.shape} for {len(tokens)} tokens"
+        )
+    if not held_out and acts.shape[2] - skip < 2:
+        raise InputError(
+            f"the text has {acts.shape[2]} tokens, so leaving out the first {skip} leaves fewer than the 2 that NMF "
+            "needs; pass a longer text or skip_first=0"
+        )
+    return acts[:, :, skip:], tokens[skip:]
+
+
+def _held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, tuple[list[str], np.ndarray]]:
+    """(tokens, activations) of each held-out text, its first `skip` positions left out like the explained text's."""
+    from ..factors import texts_activations
+
+    pairs = {}
+    for text, (tokens, acts) in zip(texts, texts_activations(lm, texts), strict=True):
+        if len(tokens) <= skip:
+            raise InputError(
+                f"held-out text {text!r} has {len(tokens)} token(s), so none is left after leaving out the first "
+                f"{skip}; use longer held-out texts or skip_first=0"
+            )
+        acts, tokens = _skip_positions(acts, list(tokens), skip, held_out=True)
+        pairs[text] = (tokens, acts)
+    return pairs
 
 
 @dataclass
@@ -59,20 +105,30 @@ def explain_activations(
     score: bool = True,
     held_out: Sequence[str] | None = None,
     api_key: str | None = None,
+    skip_first: int = SKIP_FIRST,
     **explain_kw: Any,
 ) -> TextExplanation:
-    """Factorize captured FFN activations (layers, neurons, positions), explain each factor, score on held-out text."""
-    from ..factors import fit_factor_model, texts_activations
+    """Factorize captured FFN activations (layers, neurons, positions), explain each factor, score on held-out text.
 
-    model = fit_factor_model([activations], n_components=n_components, from_layer=from_layer, to_layer=to_layer)
-    nmf = model.transform(activations, list(tokens))
+    The first `skip_first` positions of this text and of every held-out text are left out (see SKIP_FIRST);
+    the result's `nmf.positions` says which positions were factorized.
+    """
+    from ..factors import fit_factor_model
+
+    acts, toks = _skip_positions(activations, list(tokens), skip_first)
+    texts = list(held_out or HELD_OUT_TEXTS)
+    held = _held_out_activations(lm, texts, skip_first) if score else {}  # checked before any LLM call
+    model = fit_factor_model([acts], n_components=n_components, from_layer=from_layer, to_layer=to_layer)
+    nmf = model.transform(acts, toks)
+    if skip_first:
+        nmf.positions = np.arange(skip_first, skip_first + len(toks))
     explanations = explain_factors(nmf.tokens, nmf.factors, backend=backend, api_key=api_key, **explain_kw)
     report = None
     if score:
-        factor_fn = model.factor_fn(lambda texts: texts_activations(lm, texts))
-        report = score_explanations(
-            explanations, factor_fn, list(held_out or HELD_OUT_TEXTS), backend=backend, api_key=api_key
+        factor_fn = model.factor_fn(
+            lambda some: [held[t] if t in held else _held_out_activations(lm, [t], skip_first)[t] for t in some]
         )
+        report = score_explanations(explanations, factor_fn, texts, backend=backend, api_key=api_key)
     return TextExplanation(nmf=nmf, explanations=explanations, report=report)
 
 
