@@ -6,9 +6,10 @@ then simulation (correlation) and detection (balanced accuracy) on the held-out 
 `ecco_sdk.explain.HELD_OUT_TEXTS`, next to the two baselines (a random library explanation and a
 "most active tokens" explanation). None of the texts is in the few-shot library or among the held-out
 texts (checked at start). Times are wall seconds and process CPU seconds per factor (the machine may be
-shared: CPU seconds are the steadier number).
+shared: CPU seconds are the steadier number). Each text's first token, the attention sink, is left out
+as `explain_text` does (`--keep-first` keeps it).
 
-    python bench/explain.py [--quick] [--layers 20:30] [--components 3] [--json out.json]
+    python bench/explain.py [--quick] [--layers 20:30] [--components 3] [--json out.json] [--keep-first]
 """
 
 from __future__ import annotations
@@ -59,18 +60,24 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def run_text(lm, kind: str, text: str, components: int, lo: int | None, hi: int | None) -> dict:
-    """Factorize one text, explain each factor with the local backend, score on the held-out texts."""
+def run_text(lm, kind: str, text: str, components: int, lo: int | None, hi: int | None, skip: int) -> dict:
+    """Factorize one text, explain each factor with the local backend, score on the held-out texts.
+
+    The steps of `explain_activations`, timed one by one; the first `skip` positions of every text are left out.
+    """
     from ecco_sdk.explain import HELD_OUT_TEXTS, explain_factors, score_explanations
+    from ecco_sdk.explain.pipeline import held_out_activations, skip_positions
     from ecco_sdk.factors import fit_factor_model, texts_activations
 
     ((tokens, acts),) = texts_activations(lm, [text])
+    acts, tokens = skip_positions(acts, list(tokens), skip)
+    held = held_out_activations(lm, HELD_OUT_TEXTS, skip)
     model = fit_factor_model([acts], n_components=components, from_layer=lo, to_layer=hi)
-    nmf = model.transform(acts, list(tokens))
+    nmf = model.transform(acts, tokens)
     w0, c0 = _clock()
     explanations = explain_factors(nmf.tokens, nmf.factors, backend="local")
     w1, c1 = _clock()
-    factor_fn = model.factor_fn(lambda texts: texts_activations(lm, texts))
+    factor_fn = model.factor_fn(lambda texts: [held[t] for t in texts])
     report = score_explanations(explanations, factor_fn, list(HELD_OUT_TEXTS), backend="local")
     w2, c2 = _clock()
     n = len(explanations)
@@ -110,9 +117,10 @@ def main() -> None:
     ap.add_argument("--layers", default="20:30", help="FROM:TO, half-open")
     ap.add_argument("--components", type=int, default=3)
     ap.add_argument("--json", help="also write all results (explanations, per-factor scores) to this file")
+    ap.add_argument("--keep-first", action="store_true", help="factorize each text's first token (the sink) too")
     args = ap.parse_args()
     import ecco_sdk
-    from ecco_sdk.explain import HELD_OUT_TEXTS
+    from ecco_sdk.explain import HELD_OUT_TEXTS, SKIP_FIRST
 
     items = [(k, t) for k, t in TEXTS if not args.quick or k in QUICK]
     check_unseen([t for _, t in items])
@@ -121,8 +129,9 @@ def main() -> None:
     lm = ecco_sdk.from_pretrained("smollm2-135m-instruct", verbose=False)
     results = []
     for kind, text in items:
-        results.append(run_text(lm, kind, text, args.components, lo, hi))
+        results.append(run_text(lm, kind, text, args.components, lo, hi, 0 if args.keep_first else SKIP_FIRST))
         print(f"[{time.perf_counter() - start:.0f}s] {kind}: done", file=sys.stderr, flush=True)
+    first = "kept" if args.keep_first else "left out"
     metrics = [(m, k) for m in ("simulation", "detection") for k in ("explanation", "random", "top-tokens")]
     timing = ("explain_s", "explain_cpu_s", "score_s", "score_cpu_s")
     rows = [[r["kind"], *[_cell(r["means"][m][k]) for m, k in metrics], *[r[t] for t in timing]] for r in results]
@@ -135,8 +144,8 @@ def main() -> None:
     )
     print(
         f"explain + score, local SmolLM2-135M-Instruct, {len(items)} texts x {args.components} factors, layers "
-        f"{args.layers}, {len(HELD_OUT_TEXTS)} held-out texts; sim = simulation correlation, det = "
-        f"detection balanced accuracy (mean over a text's factors); times per factor; {os.cpu_count()} CPU cores"
+        f"{args.layers}, {len(HELD_OUT_TEXTS)} held-out texts, first token {first}; sim = simulation correlation, "
+        f"det = detection balanced accuracy (mean over a text's factors); times per factor; {os.cpu_count()} CPU cores"
     )
     print(
         table(

@@ -10,7 +10,7 @@ import pytest
 
 from ecco_sdk import InputError
 from ecco_sdk.explain import SKIP_FIRST, explain_activations
-from ecco_sdk.explain.pipeline import _held_out_activations, _skip_positions
+from ecco_sdk.explain.pipeline import held_out_activations, skip_positions
 from ecco_sdk.factors import texts_activations
 
 TEXT = "The children were running home because the dogs had barked all night."
@@ -28,9 +28,9 @@ def test_the_first_position_is_the_attention_sink(captured):
     assert norms[0] > 10 * norms[1:].max()  # why SKIP_FIRST is 1
 
 
-def test_skip_positions_drops_the_first_tokens_and_their_activations(captured):
+def testskip_positions_drops_the_first_tokens_and_their_activations(captured):
     tokens, acts = captured
-    kept, toks = _skip_positions(acts, list(tokens), SKIP_FIRST)
+    kept, toks = skip_positions(acts, list(tokens), SKIP_FIRST)
     assert toks == list(tokens)[1:] and kept.shape == (*acts.shape[:2], acts.shape[2] - 1)
     np.testing.assert_array_equal(kept, acts[:, :, 1:])
 
@@ -54,9 +54,9 @@ def test_a_held_out_text_with_nothing_left_is_refused_before_any_explanation(smo
         explain_activations(smollm, tokens, acts, 2, held_out=["Hi", "A longer held-out text."])
 
 
-def test_held_out_activations_match_a_capture_without_their_first_position(smollm):
+def testheld_out_activations_match_a_capture_without_their_first_position(smollm):
     texts = ["Paris, Berlin and Rome are capitals.", "One, two, three."]
-    held = _held_out_activations(smollm, texts, 1)
+    held = held_out_activations(smollm, texts, 1)
     for text, (tokens, acts) in zip(texts, texts_activations(smollm, texts), strict=True):
         assert held[text][0] == list(tokens)[1:]
         np.testing.assert_array_equal(held[text][1], acts[:, :, 1:])

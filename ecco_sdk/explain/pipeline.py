@@ -37,7 +37,7 @@ HELD_OUT_TEXTS: tuple[str, ...] = (
 SKIP_FIRST = 1
 
 
-def _skip_positions(
+def skip_positions(
     activations: Any, tokens: list[str], skip: int, held_out: bool = False
 ) -> tuple[np.ndarray, list[str]]:
     """Activations (layers, neurons, positions) and tokens without their first `skip` positions."""
@@ -57,7 +57,7 @@ def _skip_positions(
     return acts[:, :, skip:], tokens[skip:]
 
 
-def _held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, tuple[list[str], np.ndarray]]:
+def held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, tuple[list[str], np.ndarray]]:
     """(tokens, activations) of each held-out text, its first `skip` positions left out like the explained text's."""
     from ..factors import texts_activations
 
@@ -68,7 +68,7 @@ def _held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str,
                 f"held-out text {text!r} has {len(tokens)} token(s), so none is left after leaving out the first "
                 f"{skip}; use longer held-out texts or skip_first=0"
             )
-        acts, tokens = _skip_positions(acts, list(tokens), skip, held_out=True)
+        acts, tokens = skip_positions(acts, list(tokens), skip, held_out=True)
         pairs[text] = (tokens, acts)
     return pairs
 
@@ -115,9 +115,9 @@ def explain_activations(
     """
     from ..factors import fit_factor_model
 
-    acts, toks = _skip_positions(activations, list(tokens), skip_first)
+    acts, toks = skip_positions(activations, list(tokens), skip_first)
     texts = list(held_out or HELD_OUT_TEXTS)
-    held = _held_out_activations(lm, texts, skip_first) if score else {}  # checked before any LLM call
+    held = held_out_activations(lm, texts, skip_first) if score else {}  # checked before any LLM call
     model = fit_factor_model([acts], n_components=n_components, from_layer=from_layer, to_layer=to_layer)
     nmf = model.transform(acts, toks)
     if skip_first:
@@ -126,7 +126,7 @@ def explain_activations(
     report = None
     if score:
         factor_fn = model.factor_fn(
-            lambda some: [held[t] if t in held else _held_out_activations(lm, [t], skip_first)[t] for t in some]
+            lambda some: [held[t] if t in held else held_out_activations(lm, [t], skip_first)[t] for t in some]
         )
         report = score_explanations(explanations, factor_fn, texts, backend=backend, api_key=api_key)
     return TextExplanation(nmf=nmf, explanations=explanations, report=report)
