@@ -25,6 +25,7 @@ from ecco_sdk.explain import (
 from ecco_sdk.explain.backends import Completion, TokenLogprob
 from ecco_sdk.explain.prompt import DETECTION_SYSTEM, FALLBACK_SIMULATION_EXAMPLE, SIMULATION_SYSTEM
 from ecco_sdk.explain.scoring import (
+    MIN_SPREAD,
     HeldOut,
     apply_factor_fn,
     balanced_accuracy,
@@ -99,6 +100,28 @@ def test_good_explanation_beats_the_random_baseline_over_a_real_client(library, 
     else:
         assert main.detection_auc is None
     assert report.mean("simulation") > report.mean("simulation", "random")
+    # the simulator read the explanations (about 10 on commas for one, 0 for the other): no warning
+    assert main.simulation_spread > 2 * MIN_SPREAD and rand.simulation_spread == main.simulation_spread
+    assert not any("hardly reads" in n for n in main.notes)
+
+
+def test_a_simulator_that_ignores_the_explanation_is_flagged(library):
+    def ignores(messages, body):  # the same guess for every explanation: 3 on capitalised tokens
+        if messages[0]["content"] == SIMULATION_SYSTEM:
+            tokens = messages[-1]["content"].split("Tokens:\n", 1)[1].rsplit("\n\nActivations:", 1)[0].split("\n")
+            return "\n".join(f"{t}\t{3 if t.strip()[:1].isupper() else 0}" for t in tokens)
+        return "No"
+
+    with OpenAICompatServer(api_key=KEY, responder=ignores) as srv:
+        backend = OpenAIBackend("sim", base_url=srv.base_url, api_key=KEY)
+        report = score_explanations(
+            [_comma_explanation()], factor_fn, TEXTS, backend=backend, library=library, per_class=2
+        )
+    (f,) = report.factors
+    main = f.explanation.scores
+    assert main.simulation_spread == 0.0 and all(b.scores.simulation_spread == 0.0 for b in f.baselines)
+    assert any("hardly reads explanations" in n and "at most 0.0" in n for n in main.notes)
+    assert main.simulation is not None  # the score is still given, next to the warning
 
 
 def test_report_is_a_plain_serializable_table(library):
@@ -130,6 +153,7 @@ def test_malformed_answers_are_counted_not_fatal(library):
     n_tokens = sum(len(t) for t, _ in factor_fn(TEXTS))
     assert scores.unpredicted == n_tokens
     assert scores.simulation == 0.0
+    assert scores.simulation_spread is None  # one candidate alone: nothing to compare its predictions with
     assert scores.detection == 0.5
     assert any("no readable prediction" in n for n in scores.notes)
     assert any("neither Yes nor No" in n for n in scores.notes)
@@ -250,3 +274,7 @@ def test_local_backend_really_scores_simulation_and_detection(local, library):
     assert scores.simulation is not None and -1.0 <= scores.simulation <= 1.0
     assert scores.detection in (0.0, 0.5, 1.0) and 0.0 <= scores.detection_auc <= 1.0
     assert report.factors[0].baseline("top-tokens").scores.simulation is not None
+    # the 135M simulator barely reacts to what an explanation says, and the report says so
+    spread = scores.simulation_spread
+    assert spread is not None and 0.0 <= spread <= 10.0
+    assert any("hardly reads" in n for n in scores.notes) == (spread < MIN_SPREAD)

@@ -61,6 +61,9 @@ class MethodScores:
     detection: float | None = None
     detection_auc: float | None = None
     unpredicted: int = 0
+    # Largest difference, over held-out tokens, between the simulator's predictions for the candidates
+    # scored together (the explanation and its baselines); None with a single candidate. See MIN_SPREAD.
+    simulation_spread: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -498,6 +501,29 @@ def _library_or_none(library: Library | str | Path | None) -> Library | None:
         return None  # no built-in library yet: fall back to built-in worked example / other factors
 
 
+# Below this spread (0-10 scale) the simulator gave the explanation and its baselines nearly the same
+# predictions: it did not read them, so its correlations say little about any of them. The embedded
+# SmolLM2-135M gives 0.8-1.4 on real factors (a list of ingredients), and at most 0.5 for three
+# explanations that name entirely different tokens of one sentence; a simulator that reads them gives 7-10.
+MIN_SPREAD = 2.0
+
+
+def _note_spread(results: list[MethodScores], preds: list[np.ndarray]) -> None:
+    """Record how much the simulator's predictions depend on the explanation, and warn when they hardly do."""
+    if len(preds) < 2:
+        return
+    stacked = np.stack(preds)
+    spread = float((stacked.max(axis=0) - stacked.min(axis=0)).max()) if stacked.size else 0.0
+    for scores in results:
+        scores.simulation_spread = spread
+    if spread < MIN_SPREAD:
+        results[0].notes.append(
+            f"simulation: the simulator hardly reads explanations (its predictions for this one and the baselines "
+            f"differ by at most {spread:.1f} on the 0-10 scale), so these correlations say little; use a stronger "
+            "simulator (an OpenAI-compatible backend)"
+        )
+
+
 def score_factor(
     backend: Backend,
     texts: Sequence[str],
@@ -515,7 +541,9 @@ def score_factor(
         displays = [display_tokens(t[:max_text_tokens]) for t in held.tokens if t]
         truth = [row[:max_text_tokens] for row, t in zip(held.factor_rows(factor), held.tokens, strict=True) if t]
         true_all = np.concatenate(truth)
-        for scores, (preds, missing) in zip(results, simulate(backend, texts, displays, sim_examples), strict=True):
+        simulated = simulate(backend, texts, displays, sim_examples)
+        _note_spread(results, [np.concatenate(preds) for preds, _ in simulated])
+        for scores, (preds, missing) in zip(results, simulated, strict=True):
             scores.unpredicted = missing
             if missing:
                 scores.notes.append(f"simulation: {missing} tokens had no readable prediction (counted as 0)")
