@@ -89,6 +89,7 @@ def run_text(lm, kind: str, text: str, components: int, lo: int | None, hi: int 
         "score_s": (w2 - w1) / n,
         "score_cpu_s": (c2 - c1) / n,
         "means": report.to_dict()["means"],
+        "spread": _mean([f.explanation.scores.simulation_spread for f in report.factors]),
         "factors": [
             {
                 "factor": e.factor,
@@ -121,6 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     import ecco_sdk
     from ecco_sdk.explain import HELD_OUT_TEXTS, SKIP_FIRST
+    from ecco_sdk.explain.scoring import MIN_SPREAD
 
     items = [(k, t) for k, t in TEXTS if not args.quick or k in QUICK]
     check_unseen([t for _, t in items])
@@ -133,7 +135,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - start:.0f}s] {kind}: done", file=sys.stderr, flush=True)
     first = "kept" if args.keep_first else "left out"
     metrics = [(m, k) for m in ("simulation", "detection") for k in ("explanation", "random", "top-tokens")]
-    timing = ("explain_s", "explain_cpu_s", "score_s", "score_cpu_s")
+    timing = ("spread", "explain_s", "explain_cpu_s", "score_s", "score_cpu_s")
     rows = [[r["kind"], *[_cell(r["means"][m][k]) for m, k in metrics], *[r[t] for t in timing]] for r in results]
     rows.append(
         [
@@ -145,7 +147,9 @@ def main() -> None:
     print(
         f"explain + score, local SmolLM2-135M-Instruct, {len(items)} texts x {args.components} factors, layers "
         f"{args.layers}, {len(HELD_OUT_TEXTS)} held-out texts, first token {first}; sim = simulation correlation, "
-        f"det = detection balanced accuracy (mean over a text's factors); times per factor; {os.cpu_count()} CPU cores"
+        f"det = detection balanced accuracy (mean over a text's factors); sim spread = how much the simulator's "
+        f"predictions depend on the explanation (0-10; below {MIN_SPREAD} it hardly reads them); times per factor; "
+        f"{os.cpu_count()} CPU cores"
     )
     print(
         table(
@@ -157,6 +161,7 @@ def main() -> None:
                 "det",
                 "det random",
                 "det top-tok",
+                "sim spread",
                 "explain s",
                 "explain cpu s",
                 "score s",
