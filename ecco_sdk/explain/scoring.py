@@ -503,7 +503,7 @@ def _library_or_none(library: Library | str | Path | None) -> Library | None:
 
 # Below this spread (0-10 scale) the simulator gave the explanation and its baselines nearly the same
 # predictions: it did not read them, so its correlations say little about any of them. The embedded
-# SmolLM2-135M gives 1.0-1.8 on real factors (bench/explain.py, mean per text), and at most 0.5 for three
+# SmolLM2-135M gives 1.0-1.8 on real factors (bench/explain.py, mean per text), and at most 0.7 for three
 # explanations that name entirely different tokens of one sentence; a simulator that reads them gives 7-10.
 MIN_SPREAD = 2.0
 
