@@ -60,18 +60,18 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def run_text(lm, kind: str, text: str, components: int, lo: int | None, hi: int | None, skip: int) -> dict:
+def run_text(lm, kind: str, text: str, components: int, lo: int | None, hi: int | None, skip: int, held: dict) -> dict:
     """Factorize one text, explain each factor with the local backend, score on the held-out texts.
 
-    The steps of `explain_activations`, timed one by one; the first `skip` positions of every text are left out.
+    The steps of `explain_activations`, timed one by one; the first `skip` positions of every text are left out
+    (`held`: the held-out texts' activations, captured once for all texts with the same skip).
     """
     from ecco_sdk.explain import HELD_OUT_TEXTS, explain_factors, score_explanations
-    from ecco_sdk.explain.pipeline import held_out_activations, skip_positions
+    from ecco_sdk.explain.pipeline import skip_positions
     from ecco_sdk.factors import fit_factor_model, texts_activations
 
     ((tokens, acts),) = texts_activations(lm, [text])
-    acts, tokens = skip_positions(acts, list(tokens), skip)
-    held = held_out_activations(lm, HELD_OUT_TEXTS, skip)
+    acts, tokens = skip_positions(acts, tokens, skip)
     model = fit_factor_model([acts], n_components=components, from_layer=lo, to_layer=hi)
     nmf = model.transform(acts, tokens)
     w0, c0 = _clock()
@@ -122,6 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     import ecco_sdk
     from ecco_sdk.explain import HELD_OUT_TEXTS, SKIP_FIRST
+    from ecco_sdk.explain.pipeline import held_out_activations
     from ecco_sdk.explain.scoring import MIN_SPREAD
 
     items = [(k, t) for k, t in TEXTS if not args.quick or k in QUICK]
@@ -129,9 +130,11 @@ def main() -> None:
     lo, hi = (int(x) if x else None for x in args.layers.split(":"))
     start = time.perf_counter()
     lm = ecco_sdk.from_pretrained("smollm2-135m-instruct", verbose=False)
+    skip = 0 if args.keep_first else SKIP_FIRST
+    held = held_out_activations(lm, HELD_OUT_TEXTS, skip)
     results = []
     for kind, text in items:
-        results.append(run_text(lm, kind, text, args.components, lo, hi, 0 if args.keep_first else SKIP_FIRST))
+        results.append(run_text(lm, kind, text, args.components, lo, hi, skip, held))
         print(f"[{time.perf_counter() - start:.0f}s] {kind}: done", file=sys.stderr, flush=True)
     first = "kept" if args.keep_first else "left out"
     metrics = [(m, k) for m in ("simulation", "detection") for k in ("explanation", "random", "top-tokens")]

@@ -28,7 +28,7 @@ def test_the_first_position_is_the_attention_sink(captured):
     assert norms[0] > 10 * norms[1:].max()  # why SKIP_FIRST is 1
 
 
-def testskip_positions_drops_the_first_tokens_and_their_activations(captured):
+def test_skip_positions_drops_the_first_tokens_and_their_activations(captured):
     tokens, acts = captured
     kept, toks = skip_positions(acts, list(tokens), SKIP_FIRST)
     assert toks == list(tokens)[1:] and kept.shape == (*acts.shape[:2], acts.shape[2] - 1)
@@ -54,7 +54,7 @@ def test_a_held_out_text_with_nothing_left_is_refused_before_any_explanation(smo
         explain_activations(smollm, tokens, acts, 2, held_out=["Hi", "A longer held-out text."])
 
 
-def testheld_out_activations_match_a_capture_without_their_first_position(smollm):
+def test_held_out_activations_match_a_capture_without_their_first_position(smollm):
     texts = ["Paris, Berlin and Rome are capitals.", "One, two, three."]
     held = held_out_activations(smollm, texts, 1)
     for text, (tokens, acts) in zip(texts, texts_activations(smollm, texts), strict=True):

@@ -37,24 +37,15 @@ HELD_OUT_TEXTS: tuple[str, ...] = (
 SKIP_FIRST = 1
 
 
-def skip_positions(
-    activations: Any, tokens: list[str], skip: int, held_out: bool = False
-) -> tuple[np.ndarray, list[str]]:
+def skip_positions(activations: Any, tokens: Sequence[str], skip: int) -> tuple[np.ndarray, list[str]]:
     """Activations (layers, neurons, positions) and tokens without their first `skip` positions."""
+    from ..factors import _as_activations, _check_tokens
+
     if isinstance(skip, bool) or not isinstance(skip, int | np.integer) or skip < 0:
         raise InputError(f"skip_first must be a non-negative integer (positions to leave out), got {skip!r}")
-    acts = np.asarray(activations.numpy() if hasattr(activations, "numpy") else activations)
-    if acts.ndim != 3 or acts.shape[2] != len(tokens):
-        raise InputError(
-            f"activations must be shaped (layers, neurons, positions) with one position per token; got shape "
-            f"{acts.shape} for {len(tokens)} tokens"
-        )
-    if not held_out and acts.shape[2] - skip < 2:
-        raise InputError(
-            f"the text has {acts.shape[2]} tokens, so leaving out the first {skip} leaves fewer than the 2 that NMF "
-            "needs; pass a longer text or skip_first=0"
-        )
-    return acts[:, :, skip:], tokens[skip:]
+    acts = _as_activations(activations)
+    toks = _check_tokens(tokens, acts.shape[2])
+    return acts[:, :, skip:], toks[skip:]
 
 
 def held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -68,7 +59,7 @@ def held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, 
                 f"held-out text {text!r} has {len(tokens)} token(s), so none is left after leaving out the first "
                 f"{skip}; use longer held-out texts or skip_first=0"
             )
-        acts, tokens = skip_positions(acts, list(tokens), skip, held_out=True)
+        acts, tokens = skip_positions(acts, tokens, skip)
         pairs[text] = (tokens, acts)
     return pairs
 
@@ -115,7 +106,12 @@ def explain_activations(
     """
     from ..factors import fit_factor_model
 
-    acts, toks = skip_positions(activations, list(tokens), skip_first)
+    acts, toks = skip_positions(activations, tokens, skip_first)
+    if len(toks) < 2:
+        raise InputError(
+            f"the text has {len(toks) + skip_first} tokens, so leaving out the first {skip_first} leaves fewer than "
+            "the 2 that NMF needs; pass a longer text or skip_first=0"
+        )
     texts = list(held_out or HELD_OUT_TEXTS)
     held = held_out_activations(lm, texts, skip_first) if score else {}  # checked before any LLM call
     model = fit_factor_model([acts], n_components=n_components, from_layer=from_layer, to_layer=to_layer)
@@ -125,9 +121,7 @@ def explain_activations(
     explanations = explain_factors(nmf.tokens, nmf.factors, backend=backend, api_key=api_key, **explain_kw)
     report = None
     if score:
-        factor_fn = model.factor_fn(
-            lambda some: [held[t] if t in held else held_out_activations(lm, [t], skip_first)[t] for t in some]
-        )
+        factor_fn = model.factor_fn(lambda some: [held[t] for t in some])
         report = score_explanations(explanations, factor_fn, texts, backend=backend, api_key=api_key)
     return TextExplanation(nmf=nmf, explanations=explanations, report=report)
 

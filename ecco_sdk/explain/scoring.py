@@ -513,7 +513,7 @@ def _note_spread(results: list[MethodScores], preds: list[np.ndarray]) -> None:
     if len(preds) < 2:
         return
     stacked = np.stack(preds)
-    spread = float((stacked.max(axis=0) - stacked.min(axis=0)).max()) if stacked.size else 0.0
+    spread = float((stacked.max(axis=0) - stacked.min(axis=0)).max())
     for scores in results:
         scores.simulation_spread = spread
     if spread < MIN_SPREAD:
