@@ -33,3 +33,11 @@ class BackendError(EccoError):
 
 class PublishError(EccoError):
     """Publishing to the Hugging Face Hub failed: unreachable, refused the token, or rejected the upload."""
+
+
+class Cancelled(EccoError):
+    """The work was stopped because its caller cancelled it (a closed browser tab, a cancelled API job)."""
+
+
+class TimeLimitError(Cancelled):
+    """The work ran past its time cap and was stopped; the message names the limit and how to raise it."""
