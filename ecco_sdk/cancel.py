@@ -56,9 +56,9 @@ def limits(
     deadline = None if seconds is None else time.monotonic() + float(seconds)
     if outer is not None and outer.deadline is not None and (deadline is None or outer.deadline < deadline):
         deadline, seconds, what, hint = outer.deadline, outer.limit_s, outer.what, outer.hint
-    budget = Budget(deadline=deadline, event=event or threading.Event(), what=what, limit_s=seconds, hint=hint)
-    if outer is not None and outer.event.is_set():
-        budget.event.set()
+    if event is None:
+        event = outer.event if outer is not None else threading.Event()
+    budget = Budget(deadline=deadline, event=event, what=what, limit_s=seconds, hint=hint)
     token = _CURRENT.set(budget)
     try:
         yield budget
