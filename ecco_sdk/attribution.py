@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .adapters import cache_kwargs
+from .cancel import checkpoint
 from .errors import InputError
 from .tokens import word_groups
 
@@ -400,6 +401,7 @@ def _weighted_gradients(prob: _Problem, alphas: np.ndarray, weights: np.ndarray,
     diff = (prob.embeds - prob.baseline) * prob.scope_mask[:, None].to(prob.embeds)
     total = torch.zeros(prob.n_targets, *prob.embeds.shape)
     for s in range(0, len(alphas), batch):
+        checkpoint()
         a = torch.tensor(alphas[s : s + batch], dtype=torch.float32, device=lm.device)
         w = torch.tensor(weights[s : s + batch], dtype=torch.float32, device=lm.device)
         x = (prob.baseline + a[:, None, None] * diff).to(lm.device)
@@ -410,6 +412,7 @@ def _weighted_gradients(prob: _Problem, alphas: np.ndarray, weights: np.ndarray,
             if lm.kind == "seq2seq":
                 values = _seq2seq_values(prob, x)
                 for j, v in enumerate(values):
+                    checkpoint()
                     (g,) = torch.autograd.grad(v @ w, x, retain_graph=j < len(values) - 1)
                     total[j] += g.sum(0).float().cpu()
             else:
@@ -425,6 +428,7 @@ def _causal_gradients(prob: _Problem, x: torch.Tensor, w: torch.Tensor) -> torch
     values, chunk_of = _causal_values(prob, pieces, bounds)
     out = torch.zeros(prob.n_targets, *x.shape[1:])
     for j, v in enumerate(values):
+        checkpoint()
         used = pieces[: chunk_of[j] + 1]
         grads = torch.autograd.grad(v @ w, used, retain_graph=j < len(values) - 1)
         for (a, b), g in zip(bounds, grads, strict=False):
@@ -506,6 +510,7 @@ def _ablation(prob: _Problem, batch: int) -> PrimaryAttribution:
     effects = torch.full((prob.n_targets, prob.seq_len), float("nan"))
     with _progress(prob, len(positions), "ablation") as bar:
         for s in range(0, len(positions), batch):
+            checkpoint()
             chunk = positions[s : s + batch]
             x = prob.embeds[None].repeat(len(chunk), 1, 1)
             for row, pos in enumerate(chunk):

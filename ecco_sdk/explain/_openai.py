@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ..cancel import checkpoint, remaining
 from ..errors import BackendError, ConfigurationError
 
 log = logging.getLogger("ecco_sdk.explain")
@@ -178,6 +179,7 @@ def call_with_retries(fn: Callable[[], T], *, what: str, url: str | None, key: S
     where = public_url(url)
     last = ""
     for attempt in range(policy.max_retries + 1):
+        checkpoint()
         try:
             return fn()
         except openai.OpenAIError as err:
@@ -188,7 +190,7 @@ def call_with_retries(fn: Callable[[], T], *, what: str, url: str | None, key: S
         if attempt < policy.max_retries:
             pause = policy.delay(attempt, wait)
             log.warning("%s: %s on attempt %d; retrying in %.2fs", what, last, attempt + 1, pause)
-            time.sleep(pause)
+            time.sleep(min(pause, remaining(pause)))
     raise BackendError(
         f"{what}: {where} failed after {policy.max_retries + 1} attempts ({last}); check OPENAI_BASE_URL and that "
         "the server is up, or raise max_retries/timeout"

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cancel import checkpoint
 from ..errors import ConfigurationError, EccoError, InputError
 from .backends import Backend, Completion, ForcedScorer, LogprobCompleter, get_backend
 from .explainer import Explanation
@@ -603,6 +604,7 @@ def score_explanations(
     randoms = random_explanations([t for _, t, _ in items], lib, rng) if "random" in baselines else []
     results = []
     for idx, (factor, text, record) in enumerate(items):
+        checkpoint()
         snippets = []
         if "detection" in methods:
             snippets = detection_snippets(held, factor, window=window, per_class=per_class, rng=rng)
