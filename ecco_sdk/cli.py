@@ -141,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--components", type=int, default=3)
     e.add_argument("--layers", help="FROM:TO, half-open (e.g. 25:30); default all layers")
     e.add_argument("--backend", choices=["local", "openai"], default="local")
-    e.add_argument("--llm", help="explainer model name (openai: e.g. gpt-4o-mini; local: an ecco_sdk model name)")
+    e.add_argument(
+        "--llm",
+        help="explainer model name (openai: e.g. gpt-4o-mini; local: an ecco_sdk model name, by default "
+        "qwen2.5-coder-1.5b-instruct when installed, else smollm2-135m-instruct)",
+    )
     e.add_argument("--retriever", choices=["hybrid", "dense", "bm25"], default="hybrid")
     e.add_argument("--examples", type=int, default=4, help="few-shot examples per prompt")
     e.add_argument("--held-out", action="append", help="held-out text for scoring (repeatable)")

@@ -56,7 +56,6 @@ import itertools
 import json
 import math
 import warnings
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +63,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .checks import as_real_array, check_choice
+from .bounded_io import MAX_LOAD_BYTES, ByteBudget, open_regular, read_json, read_npz, short
+from .checks import as_real_array, check_choice, check_text
 from .errors import FileFormatError, InputError
 
 NegativeMode = Literal["clip", "split", "shift"]
@@ -442,20 +442,30 @@ def _write_npz(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, 
     return out
 
 
-def _read_npz(path: str | Path, kind: str, keys: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read what _write_npz wrote, checking it is the expected kind of ecco_sdk factors file."""
+def _read_npz(
+    path: str | Path, kind: str, keys: tuple[str, ...], max_bytes: int = MAX_LOAD_BYTES
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read what _write_npz wrote, checking it is the expected kind of ecco_sdk factors file.
+
+    Bounded like `ecco_sdk.load`: a non-regular file, a file over `max_bytes`, or arrays whose npy headers
+    claim more than that are refused before anything is inflated.
+    """
     src = Path(path)
-    if not src.is_file():
+    if not src.exists():
         raise InputError(f"no file at {src}; pass the path that save() wrote")
-    try:
-        with np.load(src, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        meta = json.loads(str(arrays.pop("meta_json")))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise FileFormatError(f"{src} is not an ecco_sdk factors file ({exc})") from exc
+    where = str(src)
+    with open_regular(src, max_bytes) as fp:
+        data = fp.read(max_bytes + 1)
+    arrays = read_npz(data, ByteBudget(max_bytes, where), where, text=("meta_json",))
+    meta_json = arrays.pop("meta_json", None)
+    if meta_json is None or meta_json.dtype.kind != "U" or meta_json.shape != ():
+        raise FileFormatError(f"{src} is not an ecco_sdk factors file (no meta_json text)")
+    meta = read_json(str(meta_json).encode("utf-8", "surrogatepass"), f"{where}: meta_json")
+    if not isinstance(meta, dict):
+        raise FileFormatError(f"{src}: meta_json is a {type(meta).__name__}, not an object")
     if meta.get("format") != _FORMAT or meta.get("kind") != kind:
         raise FileFormatError(
-            f"{src} holds {meta.get('kind')!r} / {meta.get('format')!r}, expected {kind!r} / {_FORMAT!r}"
+            f"{src} holds {short(meta.get('kind'))} / {short(meta.get('format'))}, expected {kind!r} / {_FORMAT!r}"
         )
     missing = [k for k in keys if k not in arrays]
     if missing:
@@ -917,6 +927,8 @@ def texts_activations(lm: Any, texts: Sequence[str], batch_size: int = 8) -> lis
     texts = list(texts)
     if not texts:
         raise InputError("pass at least one text")
+    for i, text in enumerate(texts):
+        check_text(text, f"text {i}")  # here, so the index counts over all texts, not within one batch
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     pairs: list[tuple[list[str], np.ndarray]] = []

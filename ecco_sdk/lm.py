@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from . import capture, models
 from .adapters import Adapter, AdapterSpec, build_adapter, cache_kwargs, calibrate_lens
+from .checks import check_text
 from .errors import InputError
 from .output import BatchOutput, OutputSeq
 from .sampling import SamplingConfig, choose_next
@@ -104,10 +105,7 @@ class LM:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> torch.Tensor:
         """Token ids of one text, checked for emptiness and context length."""
-        if not isinstance(text, str):
-            raise InputError(f"text must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise InputError("text is empty; pass at least one word")
+        check_text(text)
         ids = self.tokenizer(text, add_special_tokens=add_special_tokens, return_tensors="pt").input_ids
         if ids.shape[1] == 0:
             raise InputError("text produced no tokens; pass at least one word")
@@ -343,12 +341,13 @@ class LM:
             if enc["input_ids"].ndim == 1:
                 enc = {k: v.unsqueeze(0) for k, v in enc.items()}
             return enc
+        if isinstance(texts, bytes | bytearray) or not isinstance(texts, Iterable):
+            raise InputError(f"pass a text, a list of texts, or a tokenizer BatchEncoding; got {type(texts).__name__}")
         texts = list(texts)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise InputError("pass a text, a list of texts, or a tokenizer BatchEncoding")
+        if not texts:
+            raise InputError("pass a text, a list of texts, or a tokenizer BatchEncoding; got an empty list")
         for i, t in enumerate(texts):
-            if not t.strip():
-                raise InputError(f"text {i} is empty; remove it or add text")
+            check_text(t, f"text {i}")
         return dict(self.tokenizer(texts, padding=True, padding_side="right", return_tensors="pt"))
 
     # ----- analyses needing weights --------------------------------------------------------------

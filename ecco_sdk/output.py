@@ -12,12 +12,23 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from .bounded_io import (
+    MAX_LOAD_BYTES,
+    ArraySpec,
+    ByteBudget,
+    open_regular,
+    open_zip,
+    read_json,
+    read_member,
+    read_npz,
+    short,
+)
 from .errors import FileFormatError, InputError
 
 if TYPE_CHECKING:
@@ -156,6 +167,12 @@ class OutputSeq:
 
         return rankings_watch(self, watch=watch, position=position, **kw)
 
+    def layer_attributions(self, target: int = -1, method: str = "grad_x_act", **kw: Any):
+        """How much each position's hidden state at each layer matters to one generated token (layer_attribution.py)."""
+        from .layer_attribution import layer_attributions
+
+        return layer_attributions(self, target=target, method=method, **kw)
+
     def run_nmf(
         self,
         n_components: int = 4,
@@ -255,40 +272,33 @@ class OutputSeq:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, lm: LM | None = None) -> OutputSeq:
-        """Read a file written by `save`; a damaged or foreign file raises FileFormatError."""
+    def load(cls, path: str | Path, lm: LM | None = None, *, max_bytes: int = MAX_LOAD_BYTES) -> OutputSeq:
+        """Read a file written by `save`, refusing anything damaged, foreign, inconsistent or too big.
+
+        Args:
+            path: the .ecco file.
+            lm: the `LM` to attach for analyses that need weights (optional).
+            max_bytes: limit on the file's size and, separately, on the arrays it inflates to (default 512 MiB);
+                meta.json may hold at most max_bytes // 16.
+
+        Returns:
+            The run. Raises FileFormatError naming the problem (InputError if the file does not exist).
+        """
         from .attribution import PrimaryAttribution
 
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"no such file: {path}")
-        try:
-            with zipfile.ZipFile(path) as zf:
-                meta = json.loads(zf.read("meta.json"))
-                with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
-                    arrays = {k: npz[k] for k in npz.files}
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
-            raise FileFormatError(f"{path} is not a readable ecco_sdk file ({type(err).__name__}: {err})") from err
-        if meta.get("format") != FORMAT:
-            raise FileFormatError(f"{path} is not an ecco_sdk OutputSeq file (format={meta.get('format')!r})")
-        if meta.get("version", 0) > FORMAT_VERSION:
-            raise FileFormatError(f"{path} was written by a newer ecco_sdk (format version {meta['version']}); upgrade")
+        path, where = Path(path), str(path)
+        meta, arrays = _read_parts(path, int(max_bytes))
         attr_meta = meta.pop("attributions", {})
-        for k in ("format", "version"):
-            meta.pop(k)
+        plain = {n: arrays.pop(n, None) for n in _ARRAY_FIELDS}
+        grouped = _attribution_arrays(arrays, attr_meta, where)
         try:
-            attributions = {
-                key: PrimaryAttribution.from_parts(
-                    m, {n.split("/", 2)[2]: a for n, a in arrays.items() if n.startswith(f"attr/{key}/")}
-                )
-                for key, m in attr_meta.items()
-            }
-            plain = {n: arrays.get(n) for n in _ARRAY_FIELDS}
-            if plain["token_ids"] is None:
-                raise KeyError("token_ids")
+            attributions = {}
+            for key, m in attr_meta.items():
+                _check_target_positions(key, grouped[key]["target_positions"], len(meta["tokens"]), where)
+                attributions[key] = PrimaryAttribution.from_parts(m, grouped[key])
             return cls(**meta, **plain, attributions=attributions, lm=lm)
         except (KeyError, TypeError) as err:
-            raise FileFormatError(f"{path} is missing or has unexpected fields ({err})") from err
+            raise FileFormatError(f"{where} is missing or has unexpected fields ({short(str(err))})") from err
 
     def __repr__(self) -> str:
         parts = [
@@ -351,6 +361,198 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def load(path: str | Path, lm: LM | None = None) -> OutputSeq:
-    """Read an `OutputSeq` saved with `OutputSeq.save`."""
-    return OutputSeq.load(path, lm=lm)
+def load(path: str | Path, lm: LM | None = None, *, max_bytes: int = MAX_LOAD_BYTES) -> OutputSeq:
+    """Read an `OutputSeq` saved with `OutputSeq.save` (see `OutputSeq.load` for the limits and checks)."""
+    return OutputSeq.load(path, lm=lm, max_bytes=max_bytes)
+
+
+# ----- checks of a loaded file: nothing in it is trusted (see bounded_io) -------------------------
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "None": (type(None),)}
+
+
+def _attribution_fields() -> tuple[set[str], set[str], dict[str, tuple[type, ...] | None]]:
+    """(array fields, required fields, JSON types of the other fields) of PrimaryAttribution, from its annotations."""
+    from .attribution import PrimaryAttribution
+
+    arrays, required, types = set(), set(), {}
+    for f in fields(PrimaryAttribution):
+        if f.default is MISSING and f.default_factory is MISSING:
+            required.add(f.name)
+        if "ndarray" in str(f.type):
+            arrays.add(f.name)
+        else:
+            names = [t.strip() for t in str(f.type).split("|")]
+            kinds = [_JSON_TYPES.get(t, (dict,) if t.startswith("dict") else None) for t in names]
+            types[f.name] = None if None in kinds else tuple(k for ks in kinds for k in ks)  # None: not checked
+    return arrays, required, types
+
+
+def _read_parts(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """meta.json and the arrays of a saved file, read within `max_bytes`; every check that needs no array data
+    (types, counts, shapes against the tokens and each other) runs before any array is allocated."""
+    where = str(path)
+    with open_regular(path, max_bytes) as fp, open_zip(fp, where, allowed=16) as zf:
+        meta_bytes = read_member(zf, "meta.json", ByteBudget(max(max_bytes // 16, 1), where), where)
+        meta = read_json(meta_bytes, f"{where}: meta.json")
+        _check_header(meta, where)
+        npz = read_member(zf, "arrays.npz", ByteBudget(max_bytes, where), where)
+    for key in ("format", "version"):
+        meta.pop(key)
+
+    def check(specs: dict[str, ArraySpec]) -> None:
+        _check_run(meta, specs, where)
+        attr_meta = meta.get("attributions", {})
+        grouped = _attribution_arrays({k: v for k, v in specs.items() if k.startswith("attr/")}, attr_meta, where)
+        for key, m in attr_meta.items():
+            _check_attribution(key, m, grouped[key], len(meta["tokens"]), where)
+
+    what = f"{where} (arrays.npz)"
+    return meta, read_npz(npz, ByteBudget(max_bytes, what), what, check=check)
+
+
+def _check_header(meta: Any, where: str) -> None:
+    """The format name and version, and the JSON type of every field, before any field is used."""
+    if not isinstance(meta, dict):
+        raise FileFormatError(f"{where}: meta.json holds a {type(meta).__name__}, not an object; not an ecco_sdk file")
+    if meta.get("format") != FORMAT:
+        raise FileFormatError(f"{where} is not an ecco_sdk OutputSeq file (format={short(meta.get('format'))})")
+    version = meta.get("version")
+    if not _is_int(version) or version < 1:
+        raise FileFormatError(f"{where}: meta.json 'version' must be a whole number >= 1, got {short(version)}")
+    if version > FORMAT_VERSION:
+        raise FileFormatError(f"{where} was written by a newer ecco_sdk (format version {version}); upgrade")
+    known = {f.name for f in fields(OutputSeq)} - set(_ARRAY_FIELDS) - {"lm"}
+    unknown = sorted(set(meta) - known - {"format", "version"})
+    if unknown:
+        raise FileFormatError(f"{where}: meta.json has unexpected fields {short(unknown)}")
+    missing = [k for k in ("model_name", "kind", "tokens", "n_input_tokens") if k not in meta]
+    if missing:
+        raise FileFormatError(f"{where}: meta.json lacks {', '.join(missing)}")
+    checks = {
+        "model_name": (lambda v: isinstance(v, str), "a string"),
+        "kind": (lambda v: v in ("causal", "seq2seq", "encoder"), "'causal', 'seq2seq' or 'encoder'"),
+        "tokens": (lambda v: _str_list(v) and len(v) > 0, "a non-empty list of strings"),
+        "n_input_tokens": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+        "n_generated": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+        "candidate_tokens": (lambda v: isinstance(v, list) and all(_str_list(r) for r in v), "a list of token lists"),
+        "activation_layers": (lambda v: v is None or (isinstance(v, list) and all(map(_is_int, v))), "a list of ints"),
+        "generation": (lambda v: isinstance(v, dict), "an object"),
+        "meta": (lambda v: isinstance(v, dict), "an object"),
+        "attributions": (lambda v: isinstance(v, dict) and all(isinstance(m, dict) for m in v.values()), "an object"),
+    }
+    for key, (ok, wanted) in checks.items():
+        if key in meta and not ok(meta[key]):
+            raise FileFormatError(f"{where}: meta.json '{key}' must be {wanted}, got {short(meta[key])}")
+
+
+def _check_run(meta: dict[str, Any], arrays: dict[str, Any], where: str) -> None:
+    """Counts and array shapes agree with the tokens and with each other."""
+    n, n_in, n_gen = len(meta["tokens"]), meta["n_input_tokens"], meta.get("n_generated", 0)
+    if n_in + n_gen > n:
+        raise FileFormatError(
+            f"{where}: {n_in} input + {n_gen} generated tokens exceed the {n} tokens stored; the file is inconsistent"
+        )
+    extra = sorted(k for k in arrays if k not in _ARRAY_FIELDS and not k.startswith("attr/"))
+    if extra:
+        raise FileFormatError(f"{where}: arrays.npz holds unexpected arrays {short(extra)}")
+    if "token_ids" not in arrays:
+        raise FileFormatError(f"{where}: arrays.npz lacks token_ids; the file is damaged")
+    seq2seq = meta["kind"] == "seq2seq"
+    main = n - n_in if seq2seq else n
+    # field: (ndim, {axis: expected length}, integer dtype?)
+    expect: dict[str, tuple[int, dict[int, int], bool]] = {
+        "token_ids": (1, {0: n}, True),
+        "hidden_states": (3, {1: main}, False),
+        "activations": (3, {2: main}, False),
+        "encoder_hidden_states": (3, {1: n_in}, False),
+        "encoder_activations": (3, {2: n_in}, False),
+        "attention": (4, {2: n_in if seq2seq else n, 3: n_in if seq2seq else n}, False),
+    }
+    for name, (ndim, axes, integer) in expect.items():
+        if name in arrays:
+            _check_array(arrays[name], name, ndim, axes, integer, where)
+    if not seq2seq and any(k in arrays for k in ("encoder_hidden_states", "encoder_activations")):
+        raise FileFormatError(f"{where}: a {meta['kind']} run holds encoder arrays; the file is inconsistent")
+    layers = meta.get("activation_layers")
+    if layers is not None and "activations" in arrays and len(layers) != arrays["activations"].shape[0]:
+        raise FileFormatError(
+            f"{where}: activation_layers lists {len(layers)} layers but activations hold "
+            f"{arrays['activations'].shape[0]}"
+        )
+    _check_candidates(meta.get("candidate_tokens", []), arrays, n_gen, where)
+
+
+def _check_candidates(tokens: list[list[str]], arrays: dict[str, Any], n_gen: int, where: str) -> None:
+    ids, probs = arrays.get("candidate_ids"), arrays.get("candidate_probs")
+    if ids is None and probs is None:
+        if tokens:
+            raise FileFormatError(f"{where}: candidate_tokens are stored without candidate_ids/candidate_probs")
+        return
+    if ids is None or probs is None:
+        raise FileFormatError(f"{where}: arrays.npz holds only one of candidate_ids and candidate_probs")
+    _check_array(ids, "candidate_ids", 2, {}, True, where)
+    _check_array(probs, "candidate_probs", 2, {0: ids.shape[0], 1: ids.shape[1]}, False, where)
+    if ids.shape[0] > n_gen or len(tokens) != ids.shape[0] or any(len(r) != ids.shape[1] for r in tokens):
+        raise FileFormatError(
+            f"{where}: candidates of shape {ids.shape} do not match {n_gen} generated tokens and "
+            f"{len(tokens)} candidate_tokens rows"
+        )
+
+
+def _check_array(
+    arr: np.ndarray | ArraySpec, name: str, ndim: int, axes: dict[int, int], integer: bool, where: str
+) -> None:
+    if arr.ndim != ndim or any(arr.shape[a] != n for a, n in axes.items()):
+        want = ", ".join(f"axis {a} = {n}" for a, n in axes.items())
+        raise FileFormatError(
+            f"{where}: {name} has shape {arr.shape}; expected {ndim} dimensions{' with ' + want if want else ''}"
+        )
+    if integer and arr.dtype.kind not in "iu":
+        raise FileFormatError(f"{where}: {name} has dtype {arr.dtype}; expected integers")
+
+
+def _attribution_arrays(arrays: dict[str, Any], attr_meta: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Group 'attr/<key>/<name>' arrays by key, refusing arrays of attributions meta.json does not list."""
+    grouped: dict[str, dict[str, Any]] = {key: {} for key in attr_meta}
+    for name, arr in arrays.items():
+        _, key, part = [*name.split("/", 2), "", ""][:3]
+        if key not in grouped or part not in _attribution_fields()[0]:
+            raise FileFormatError(f"{where}: arrays.npz holds {short(name)}, which meta.json does not describe")
+        grouped[key][part] = arr
+    return grouped
+
+
+def _check_attribution(key: str, meta: dict[str, Any], arrays: dict[str, Any], n: int, where: str) -> None:
+    """One stored attribution: its fields' types and its arrays' shapes against its targets and the tokens."""
+    what = f"{where}: attribution {short(key)}"
+    array_fields, required, types = _attribution_fields()
+    for name, kinds in types.items():
+        if name not in meta:
+            if name in required:
+                raise FileFormatError(f"{what}: '{name}' is missing")
+        elif kinds is not None and (not isinstance(meta[name], kinds) or isinstance(meta[name], bool)):
+            raise FileFormatError(f"{what}: '{name}' has the wrong type ({short(meta[name])})")
+    missing = sorted((required & array_fields) - set(arrays))
+    if missing:
+        raise FileFormatError(f"{what} lacks arrays {', '.join(missing)}")
+    positions = arrays["target_positions"]
+    _check_array(positions, f"attribution {key} target_positions", 1, {}, True, where)
+    t = positions.shape[0]
+    shapes = {"target_ids": (1, {0: t}), "scores_l2": (2, {0: t, 1: n}), "scores_sum": (2, {0: t, 1: n})}
+    shapes |= {"raw": (3, {0: t, 1: n}), "foil_ids": (1, {0: t}), "delta": (1, {0: t})}
+    for name, (ndim, axes) in shapes.items():
+        if name in arrays:
+            _check_array(arrays[name], f"attribution {key} {name}", ndim, axes, name.endswith("_ids"), where)
+
+
+def _check_target_positions(key: str, positions: np.ndarray, n: int, where: str) -> None:
+    if positions.size and (positions.min() < 0 or positions.max() >= n):
+        raise FileFormatError(f"{where}: attribution {short(key)}: target positions fall outside the {n} tokens")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(s, str) for s in v)

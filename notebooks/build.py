@@ -632,10 +632,12 @@ def explain() -> list[Cell]:
             built-in library), then **scores** each explanation by whether it predicts the factor on held-out
             text it has never seen.
 
-            Here the explainer is the local backend: the same embedded SmolLM2-135M, offline. A 135M model is a
-            weak explainer, so this notebook is about the workflow and about reading the scores, which are
-            exactly what tells you an explanation is no good. For useful explanations pass
-            `backend="openai:<model>"` (any OpenAI-compatible server) to the same calls.
+            Here the explainer is the local backend, offline: the embedded Qwen2.5-Coder-1.5B-Instruct when it is
+            installed (`make install` does), else the small SmolLM2-135M, whose explanations score near chance
+            (each of its explanations then carries a note that says so). The same model also scores the
+            explanations. This notebook is about the workflow and about reading the scores, which are what tell
+            you whether an explanation is any good. `backend="openai:<model>"` points the same calls at any
+            OpenAI-compatible server instead.
             """
         ),
         code(
@@ -692,7 +694,7 @@ def explain() -> list[Cell]:
             explanations = explain_factors(
                 nmf.tokens,
                 nmf.factors,
-                backend="local",  # the embedded SmolLM2, offline
+                backend="local",  # offline: the embedded 1.5B when installed, else SmolLM2
                 retriever="bm25",
                 n_examples=1,
                 token_budget=512,
@@ -704,7 +706,9 @@ def explain() -> list[Cell]:
         md(
             """
             Each `Explanation` keeps what produced it: `e.example_ids` names the library examples used,
-            `e.messages` is the exact prompt and `e.raw` the model's unedited answer. This is the factor as the
+            `e.messages` is the exact prompt and `e.raw` the model's unedited answer. An answer that nearly copies
+            a worked example's explanation is asked again without that example; `e.copied_from` names the copied
+            example and `e.notes` says what was done. This is the factor as the
             LLM saw it, each token followed by its activation on a 0-10 scale:
             """
         ),
@@ -739,13 +743,11 @@ def explain() -> list[Cell]:
             the baselines' (`sim:random`, `sim:top-tokens`, `det:...`); "—" means a method could not be applied,
             and a `note` line says why. Read across a row: an explanation that does not beat its top-tokens
             baseline says nothing that the list of active tokens did not already say, and one that does not
-            beat the random baseline says nothing about this factor at all. In the saved run neither
-            explanation beats its top-tokens baseline: the scores flag that the 135M explainer's sentences add
-            nothing to the list of active tokens (and reading them confirms it). The two held-out texts were
+            beat the random baseline says nothing about this factor at all. The two held-out texts were
             chosen so that each factor fires in one and stays silent in the other, which detection needs; with
             `per_class=1` it judges only two snippets, so its scores are 0, 0.5 or 1. Real use wants more
-            held-out text (`ecco_sdk.explain.HELD_OUT_TEXTS` holds eight varied texts) and a stronger
-            explainer. The same numbers as data:
+            held-out text (`ecco_sdk.explain.HELD_OUT_TEXTS` holds eight varied texts); `bench/explain.py`
+            measures both local models that way. The same numbers as data:
             """
         ),
         code(
@@ -965,15 +967,18 @@ def app_api() -> list[Cell]:
         ),
         md(
             """
-            **Explain.** One explanation per factor, written by the embedded SmolLM2 here (`backend="local"`).
-            With `backend="openai"`, a `base_url` and an API key, any OpenAI-compatible server writes them
-            instead; the key is used for that request only. Scoring (`score=True`) takes longer on a CPU.
+            **Explain.** One explanation per factor, written here by the embedded SmolLM2 (`backend="local"` with
+            that model named; an empty name means the app's default local explainer, the 1.5B Qwen when it is
+            installed). With `backend="openai"` an OpenAI-compatible server writes them instead: the app's own
+            server, or your `base_url` where the app's operator allows it, with your API key, used for that
+            request only. Scoring (`score=True`) takes longer on a CPU.
             """
         ),
         code(
             """
             html, scores, exp = client.predict(
-                run["run_id"], 2, 20, -1, "local", "", "", "", False, 2, "bm25", "", api_name="/explain"
+                run["run_id"], 2, 20, -1, "local", "", "smollm2-135m-instruct", "", False, 2, "bm25", "",
+                api_name="/explain",
             )
             for e in exp["explanations"]:
                 print(f"factor {e['factor'] + 1}: {e['text']}")

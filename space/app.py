@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import html
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +38,11 @@ EXAMPLES = [
     ["def add(a, b):\n    return", 8],
 ]
 
+#: Event options of every endpoint: raw inputs (serving checks and coerces each by name, so a number sent as
+#: text or a null gets a message naming the field instead of a failed Gradio conversion), and no Gradio-side
+#: concurrency limit (server.jobs bounds running and waiting work and refuses the rest as "busy").
+JOB_EVENT: dict[str, Any] = {"preprocess": False, "concurrency_limit": None}
+
 SKIP_LABEL = "Leave out the first token (the attention sink, which would take a factor of its own)"
 
 INTRO = (
@@ -45,24 +52,49 @@ INTRO = (
 )
 
 
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Show ecco_sdk's own errors (which say what to change) as gr.Error messages."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except EccoError as err:
-            raise gr.Error(str(err), print_exception=False) from err
-
-    return wrapper
+#: Most characters of an error message shown to a caller (the inputs it repeats are cut to 80 already).
+MESSAGE_CHARS = 600
 
 
-def _index(value: Any) -> Any:
-    """A dropdown value typed by hand arrives as text; turn '3' into 3 and leave anything else to validation."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return value
+def _message(err: Exception) -> str:
+    """An SDK error as a caller sees it: bounded, and escaped (Gradio's toast renders HTML)."""
+    text = str(err)
+    if len(text) > MESSAGE_CHARS:
+        text = text[:MESSAGE_CHARS] + "..."
+    return html.escape(text, quote=False)
+
+
+def _job(server: Server, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run an endpoint through `server.jobs` (worker threads, bounded queue, time cap, cancellation).
+
+    The handler Gradio sees is async: when Gradio cancels the job (a cancelled API call, the Stop button)
+    the awaiting task is cancelled, which sets the work's cancel flag. ecco_sdk's errors (which say what to
+    change) become gr.Error messages.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        async def handler(*args: Any, **kwargs: Any) -> Any:
+            request = signature.bind_partial(*args, **kwargs).arguments.get("request")
+            session = getattr(request, "session_hash", None) or "anonymous"
+            try:
+                return await server.jobs.run(name, session, functools.partial(fn, *args, **kwargs))
+            except EccoError as err:
+                raise gr.Error(_message(err), print_exception=False) from None
+
+        return handler
+
+    return wrap
+
+
+class EccoBlocks(gr.Blocks):
+    """Blocks whose events take missing trailing inputs as None (a raw API call may send fewer values), so the
+    endpoint names each missing field ("max_new_tokens is missing") instead of Gradio's generic failure."""
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))
 
 
 def _target_choices(run: dict[str, Any]) -> list[tuple[str, int]]:
@@ -76,7 +108,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
     server = Server(config, models)
     cfg = server.config
 
-    @_friendly
+    @_job(server, "generate")
     def generate(
         prompt: str,
         model: str,
@@ -86,6 +118,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = -1,
+        request: gr.Request = None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[str, dict]:
         """Generate text after a prompt, recording each step's candidate tokens.
@@ -105,35 +138,53 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         if model in server.models and not is_loaded(model):
             gr.Info(f"Loading {model} (first use in this process; this takes a little while)...")
             progress(0, desc=f"Loading model {model}...")
-        res = server.generate(prompt, model, max_new_tokens, do_sample, temperature, top_k, top_p, seed)
+        owner = getattr(request, "session_hash", None) or ""
+        res = server.generate(prompt, model, max_new_tokens, do_sample, temperature, top_k, top_p, seed, owner)
         return res.html()[0], res.data
 
-    @_friendly
+    @_job(server, "saliency")
     def saliency(
         run_id: str,
         method: str = "ig",
         style: str = "minimal",
         target: int = -1,
-        n_steps: int = cfg.default_ig_steps,
+        n_steps: int | str = cfg.default_ig_steps,
+        request: gr.Request = None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[str, dict]:
         """Input attribution (saliency) of each generated token over the tokens before it.
 
         Args:
             run_id: the run_id returned by /generate.
-            method: ig, saliency, grad_x_input or ablation.
+            method: an attribution method the run's model supports (ig, saliency, grad_x_input, ablation, ...).
             style: minimal (highlights) or detailed (numbers and bars).
             target: which generated token to show, 0-based (-1 = last); the JSON holds all of them.
-            n_steps: integration steps for ig (1 to the app's limit).
+            n_steps: integration steps for ig (1 to the app's limit), or "auto": as many as IG needs to converge
+                within that limit (the JSON then holds the steps used and the error estimate).
         Returns:
             The highlighted text (HTML) and the attribution scores as JSON.
         """
         progress(0, desc=f"Computing {method} attribution...")
-        res = server.saliency(run_id, method, style, _index(target), n_steps)
+        res = server.saliency(run_id, method, style, target, n_steps)
+        return "".join(res.html()), res.data
+
+    @_job(server, "layers")
+    def layers(run_id: str, target: int = -1, request: gr.Request = None) -> tuple[str, dict]:
+        """Layer view: how much each position's state at each layer matters to one generated token.
+
+        Args:
+            run_id: the run_id returned by /generate.
+            target: which generated token, 0-based (-1 = last).
+        Returns:
+            The layers x positions heatmap (HTML image) and its scores as JSON (gradient x activation, summed).
+        """
+        res = server.layers(run_id, target)
         return res.html()[0], res.data
 
-    @_friendly
-    def rankings(run_id: str, watch: str = "", position: int = -1, topk: int = 5) -> tuple[str, str, str, dict]:
+    @_job(server, "rankings")
+    def rankings(
+        run_id: str, watch: str = "", position: int = -1, topk: int = 5, request: gr.Request = None
+    ) -> tuple[str, str, str, dict]:
         """The logit lens: what each layer would predict, and how it ranks tokens.
 
         Args:
@@ -147,13 +198,14 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         res = server.rankings(run_id, watch, position, topk)
         return (*res.html(), res.data)
 
-    @_friendly
+    @_job(server, "nmf")
     def nmf(
         run_id: str,
         n_components: int = 4,
         from_layer: int = 0,
         to_layer: int = -1,
         skip_first: bool = True,
+        request: gr.Request = None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[str, str, dict]:
         """Groups of FFN neurons that fire together (NMF factors) and where in the text they fire.
@@ -171,7 +223,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         res = server.nmf(run_id, n_components, from_layer, to_layer, skip_first)
         return (*res.html(), res.data)
 
-    @_friendly
+    @_job(server, "explain")
     def explain(
         run_id: str,
         n_components: int = 3,
@@ -186,6 +238,7 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         retriever: str = "bm25",
         held_out: str = "",
         skip_first: bool = True,
+        request: gr.Request = None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[str, str, dict]:
         """An LLM-written explanation of each NMF factor of the run, with scores when asked.
@@ -196,9 +249,11 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
             from_layer: first layer (0-based).
             to_layer: end layer, exclusive (-1 = through the last layer).
             backend: local (the embedded model explains) or openai (any OpenAI-compatible server).
-            base_url: OpenAI-compatible server URL (empty = api.openai.com or $OPENAI_BASE_URL).
+            base_url: your own OpenAI-compatible server URL (empty = the app's server); allowed only where the
+                operator allows it, and it only ever gets the key you type here.
             llm_model: explainer model name (empty = the backend's default).
-            api_key: your own key, used for this request only and never stored (empty = the app's secret).
+            api_key: your own key, used for this request only and never stored (empty = the app's own key for
+                the app's server, if the operator configured one).
             score: score each explanation on held-out texts (slow on CPU).
             n_examples: few-shot examples per prompt.
             retriever: how examples are chosen: bm25, dense or hybrid.
@@ -207,6 +262,9 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         Returns:
             Factors with their explanations (HTML), the score table (HTML) and everything as JSON.
         """
+        pending = server.local_explainer_to_load(backend, llm_model)
+        if pending:
+            gr.Info(f"Loading the local explainer {pending} (first use only; this takes a while)...")
         progress(0, desc="Explaining factors (the LLM writes one explanation per factor)...")
         res = server.explain(
             run_id, n_components, from_layer, to_layer, backend, base_url, llm_model, api_key, score,
@@ -214,21 +272,25 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         )  # fmt: skip
         return (*res.html(), res.data)
 
-    def after_generate(run: dict[str, Any] | None) -> tuple[str, Any]:
-        """Keep the new run's id and offer its generated tokens as saliency targets."""
+    def after_generate(run: dict[str, Any] | None) -> tuple[str, Any, Any]:
+        """Keep the new run's id, offer its generated tokens as saliency targets and the methods its model runs."""
         if not run or "run_id" not in run:
-            return gr.skip(), gr.skip()
-        return run["run_id"], gr.Dropdown(choices=_target_choices(run), value=-1)
+            return gr.skip(), gr.skip(), gr.skip()
+        methods = list(server.attribution_methods(run["model"]))
+        return run["run_id"], gr.Dropdown(choices=_target_choices(run), value=-1), gr.Dropdown(choices=methods)
 
     def status() -> str:
         """Which models are in memory, so users know whether the first request will wait for a load."""
         parts = [f"`{m}` {'ready' if is_loaded(m) else 'loads on first use'}" for m in server.models]
-        return "Models: " + ", ".join(parts) + f" · limits: {cfg.max_input_tokens} input / {cfg.max_new_tokens} new"
+        limits = f"{cfg.max_input_tokens} input / {cfg.max_new_tokens} new tokens, {cfg.max_request_s:g} s per request"
+        return "Models: " + ", ".join(parts) + f" · limits: {limits} · {server.runs.describe()}"
 
-    with gr.Blocks(title="ecco_sdk") as demo:
+    with EccoBlocks(title="ecco_sdk") as demo:
         gr.Markdown(INTRO)
         status_md = gr.Markdown("Models: checking...")
-        run_id = gr.Textbox(label="Run id (filled by Generate; used by the other tabs)", max_lines=1)
+        with gr.Row():
+            run_id = gr.Textbox(label="Run id (filled by Generate; used by the other tabs)", max_lines=1, scale=4)
+            stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop-btn")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 with gr.Row():
@@ -252,10 +314,18 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
                     method = gr.Dropdown(list(ATTRIBUTION_METHODS), value="ig", label="Attribution method")
                     style = gr.Radio(["minimal", "detailed"], value="minimal", label="View")
                     target = gr.Dropdown(_target_choices({}), value=-1, label="Output token", allow_custom_value=True)
-                    n_steps = gr.Number(cfg.default_ig_steps, precision=0, label=f"IG steps (1-{cfg.max_ig_steps})")
+                    n_steps = gr.Dropdown(
+                        ["auto", *(str(n) for n in (8, 16, 32, 64) if n <= cfg.max_ig_steps)],
+                        value=str(cfg.default_ig_steps),
+                        label=f"IG steps (1-{cfg.max_ig_steps}, or auto)",
+                        allow_custom_value=True,
+                    )
                 sal_btn = gr.Button("Compute saliency", variant="primary", elem_id="saliency-btn")
                 sal_html = gr.HTML(label="saliency", elem_id="saliency-out")
                 sal_json = gr.JSON(label="Attribution (JSON)", open=False)
+                layer_btn = gr.Button("Layer view (each layer's share, same output token)", elem_id="layers-btn")
+                layer_html = gr.HTML(label="layers", elem_id="layers-out")
+                layer_json = gr.JSON(label="Layer view (JSON)", open=False)
             with gr.Tab("Layer rankings", id="rankings"):
                 with gr.Row():
                     watch = gr.Textbox(
@@ -299,25 +369,35 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
                 exp_scores = gr.HTML(label="scores")
                 exp_json = gr.JSON(label="Explanations (JSON)", open=False)
 
-        gen_btn.click(
+        gen_ev = gen_btn.click(
             generate,
             [prompt, model, n_new, do_sample, temperature, top_k, top_p, seed],
             [gen_html, gen_json],
             api_name="generate",
-        ).success(after_generate, gen_json, [run_id, target], api_visibility="private").then(
+            **JOB_EVENT,
+        )
+        gen_ev.success(after_generate, gen_json, [run_id, target, method], api_visibility="private").then(
             status, None, status_md, api_visibility="private"
         )
-        sal_btn.click(saliency, [run_id, method, style, target, n_steps], [sal_html, sal_json], api_name="saliency")
-        rank_btn.click(
+        sal_ev = sal_btn.click(
+            saliency, [run_id, method, style, target, n_steps], [sal_html, sal_json], api_name="saliency", **JOB_EVENT
+        )
+        layer_ev = layer_btn.click(layers, [run_id, target], [layer_html, layer_json], api_name="layers", **JOB_EVENT)
+        rank_ev = rank_btn.click(
             rankings,
             [run_id, watch, position, topk],
             [preds_html, ranks_html, watch_html, rank_json],
             api_name="rankings",
+            **JOB_EVENT,
         )
-        nmf_btn.click(
-            nmf, [run_id, n_comp, from_layer, to_layer, skip_first], [nmf_html, nmf_plot, nmf_json], api_name="nmf"
+        nmf_ev = nmf_btn.click(
+            nmf,
+            [run_id, n_comp, from_layer, to_layer, skip_first],
+            [nmf_html, nmf_plot, nmf_json],
+            api_name="nmf",
+            **JOB_EVENT,
         )
-        exp_btn.click(
+        exp_ev = exp_btn.click(
             explain,
             [
                 run_id,
@@ -336,9 +416,14 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
             ],
             [exp_html, exp_scores, exp_json],
             api_name="explain",
+            **JOB_EVENT,
         )
+        # Stop cancels this browser's running requests; their work stops at its next checkpoint.
+        events = [gen_ev, sal_ev, layer_ev, rank_ev, nmf_ev, exp_ev]
+        stop_btn.click(None, None, None, cancels=events, api_visibility="private")
         demo.load(status, None, status_md, api_visibility="private")
-    demo.queue(default_concurrency_limit=cfg.concurrency_limit)
+    # Endpoint work is bounded by server.jobs (which says "busy" clearly); Gradio's queue only bounds the rest.
+    demo.queue(default_concurrency_limit=cfg.concurrency_limit, max_size=8 * (cfg.concurrency_limit + cfg.max_queue))
     demo.ecco_server = server  # type: ignore[attr-defined]  # for tests and benchmarks
     return demo
 

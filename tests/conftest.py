@@ -135,10 +135,40 @@ def app_server():
 
 @pytest.fixture(scope="session")
 def local():
-    """The local explainer backend (embedded SmolLM2), loaded before any test swaps ECCO_SDK_CACHE."""
+    """The local explainer backend pinned to the small SmolLM2 (fast), loaded before any test swaps ECCO_SDK_CACHE."""
     from ecco_sdk.explain import LocalBackend, get_backend
 
-    backend = get_backend("local")
+    backend = get_backend("local:smollm2-135m-instruct")
     assert isinstance(backend, LocalBackend)
     _ = backend.loaded
     return backend
+
+
+def _need_qwen() -> None:
+    """Skip (with the install command) when the 1.5B model's packages are missing; `make install` adds them."""
+    from ecco_sdk.models import EMBEDDED, QWEN_NAME
+
+    if not EMBEDDED[QWEN_NAME].installed():
+        pytest.skip(f"{QWEN_NAME} is not installed (run `make install`)")
+
+
+@pytest.fixture(scope="session")
+def qwen():
+    """The embedded Qwen2.5-Coder-1.5B-Instruct (bfloat16), loaded once per test session."""
+    import ecco_sdk
+    from ecco_sdk.models import QWEN_NAME
+
+    _need_qwen()
+    return ecco_sdk.from_pretrained(QWEN_NAME, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def llama_server_url(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server (xllamacpp wheel) serving the 1.5B GGUF on loopback; yields base URL."""
+    from servers.llama import llama_server
+
+    from ecco_sdk.models import QWEN_NAME, gguf_path
+
+    _need_qwen()
+    with llama_server(gguf_path(QWEN_NAME, verbose=False), QWEN_NAME, tmp_path_factory.mktemp("llama")) as url:
+        yield url

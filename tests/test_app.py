@@ -76,12 +76,15 @@ def test_config_from_env_and_validation() -> None:
 
 
 def test_allow_list_depends_on_space_and_refuses_others() -> None:
+    from ecco_sdk.models import EMBEDDED
+
     local = serving.allowed_models({})
-    assert local == [MODEL]  # embedded causal models only; the encoder cannot generate
+    # The installed embedded causal models only (the encoder cannot generate; a split model may be absent).
+    assert local == [m.name for m in EMBEDDED.values() if m.kind == "causal" and m.installed()] and local[0] == MODEL
     on_space = serving.allowed_models({"SPACE_ID": "someone/ecco"})
-    assert on_space == [MODEL, *serving.HUB_MODELS]
+    assert on_space == [*local, *serving.HUB_MODELS]
     assert serving.check_model(" openai-community/gpt2 ", on_space) == "openai-community/gpt2"
-    with pytest.raises(InputError, match=f"choose one of: {MODEL}$"):
+    with pytest.raises(InputError, match=f"choose one of: {', '.join(local)}$"):
         serving.check_model("openai-community/gpt2", local)
     with pytest.raises(InputError, match="not served"):
         serving.check_model("evil/remote-code-model", on_space)
@@ -241,7 +244,7 @@ def test_explain_openai_compatible_backend_uses_the_key_for_this_request_only(cl
 @pytest.mark.slow
 def test_explain_local_backend(client, paris_run) -> None:
     _, _, data = client.predict(
-        paris_run["run_id"], 1, 25, -1, "local", "", "", "", False, 0, "bm25", "", api_name="/explain"
+        paris_run["run_id"], 1, 25, -1, "local", "", MODEL, "", False, 0, "bm25", "", api_name="/explain"
     )
     (exp,) = data["explanations"]
     assert exp["backend"].startswith("local") and exp["text"].strip()

@@ -81,7 +81,7 @@ def test_gradient_methods_equal_captum(llama, run, method, captum_cls):
 
 
 def test_ablation_equals_captum_feature_ablation(llama, run):
-    attr = attribute_output(llama, run, "occlusion")["ablation"]
+    attr = attribute_output(llama, run, "feature_ablation")["ablation"]
     emb = _embeds(llama, run.token_ids)
     for j, p in enumerate(run.generated_positions):
         mask = torch.arange(p)[None, :, None].expand(1, p, emb.shape[-1])

@@ -16,13 +16,14 @@ from ecco_sdk.explain.store import forget_clients
 TEXT = "We bought eggs, milk, and bread. Anna and Ben paid."
 HELD_OUT = ["We saw cats, dogs, and owls at the zoo in Paris.", "It rained all day, so Tom stayed home."]
 KEY = "sk-ecco-CLITEST-5e6f7a8b9c0d"
+SMALL = "smollm2-135m-instruct"  # pinned: the default local explainer is the 1.5B when it is installed
 SERVER_EXPLANATION = "names of groceries bought at a shop"
 
 
 @pytest.fixture(scope="module")
 def loaded(smollm):
     """The embedded LM and the local explainer, loaded before any test points the cache elsewhere."""
-    _ = get_backend("local").loaded
+    _ = get_backend(f"local:{SMALL}").loaded
     return smollm
 
 
@@ -51,7 +52,7 @@ def _blocks(out: str) -> list[str]:
 
 @pytest.mark.slow
 def test_explain_prints_one_scored_block_per_factor_with_the_local_model(isolated, capsys):
-    out = _run(capsys)
+    out = _run(capsys, "--llm", SMALL)
     blocks = _blocks(out)
     assert [b.splitlines()[0] for b in blocks] == ["factor 0", "factor 1"]
     for block in blocks:
@@ -66,7 +67,7 @@ def test_explain_prints_one_scored_block_per_factor_with_the_local_model(isolate
 
 @pytest.mark.slow
 def test_explain_json_output_parses_with_explanations_and_scores(isolated, capsys):
-    data = json.loads(_run(capsys, "--json"))
+    data = json.loads(_run(capsys, "--json", "--llm", SMALL))
     assert [e["factor"] for e in data["explanations"]] == [0, 1]
     assert all(e["text"] and e["backend"] == "local:smollm2-135m-instruct" for e in data["explanations"])
     assert all(e["record"]["tokens"] for e in data["explanations"])

@@ -43,6 +43,9 @@ def test_list_models_reports_embedded():
     rows = {m.name: m for m in ecco_sdk.list_models()}
     assert rows["smollm2-135m-instruct"].available and rows["smollm2-135m-instruct"].cached
     assert rows["minilm-l6"].available and rows["minilm-l6"].kind == "encoder"
+    qwen = rows["qwen2.5-coder-1.5b-instruct"]  # listed whether or not its 22 packages are installed
+    assert qwen.kind == "causal" and qwen.available == EMBEDDED["qwen2.5-coder-1.5b-instruct"].installed()
+    assert "fallback" in rows["smollm2-135m-instruct"].note
 
 
 def test_conversion_cache_is_reused(tmp_path):

@@ -159,7 +159,7 @@ def test_packing_respects_the_budget_counted_with_the_local_tokenizer(local, lib
     record = ActivationRecord(TOKENS, _one_hot_factors([8])[0].tolist())
     candidates = list(library)
     sizes = []
-    for budget in (150, 300, 600, 4000):
+    for budget in (200, 350, 650, 4000):
         prompt = pack_prompt(record, candidates, count=local.count_messages, budget=budget, n_examples=6)
         real = local.count_messages(prompt.messages)
         assert real == prompt.tokens <= budget
@@ -172,8 +172,8 @@ def test_packing_respects_the_budget_counted_with_the_local_tokenizer(local, lib
 @pytest.mark.slow
 def test_a_view_too_long_for_the_budget_keeps_only_the_strongest_tokens(local):
     record = _long_record()
-    prompt = pack_prompt(record, [], count=local.count_messages, budget=400, n_examples=0)
-    assert prompt.min_level > 1 and prompt.tokens <= 400
+    prompt = pack_prompt(record, [], count=local.count_messages, budget=450, n_examples=0)
+    assert prompt.min_level > 1 and prompt.tokens <= 450
     assert "[" in prompt.messages[-1]["content"]
 
 
@@ -185,8 +185,8 @@ def test_openai_token_estimate_is_chars_over_four():
 
 
 @pytest.mark.slow
-def test_default_path_really_explains_with_smollm2_minilm_and_embedded_chroma(local, library, tmp_path, monkeypatch):
-    """Default backend (local SmolLM2) and retriever (hybrid: MiniLM in embedded Chroma under the cache + BM25)."""
+def test_default_retriever_really_explains_with_minilm_and_embedded_chroma(local, library, tmp_path, monkeypatch):
+    """Local SmolLM2 (pinned for speed) and the default retriever (hybrid: MiniLM in embedded Chroma + BM25)."""
     monkeypatch.setenv("ECCO_SDK_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ECCO_SDK_EXPLAINER", raising=False)
     monkeypatch.delenv("ECCO_SDK_EMBEDDING", raising=False)
@@ -196,7 +196,9 @@ def test_default_path_really_explains_with_smollm2_minilm_and_embedded_chroma(lo
     tokens = ["I", " bought", " eggs", ",", " milk", ",", " and", " bread", "."]
     factors = np.array([[0, 0, 0, 1.0, 0, 0.9, 0.1, 0, 0]])
     try:
-        (e,) = explain_factors(tokens, factors, library=library, n_examples=2, max_tokens=16, token_budget=500)
+        (e,) = explain_factors(
+            tokens, factors, backend=local, library=library, n_examples=2, max_tokens=16, token_budget=500
+        )
     finally:
         forget_clients()
     assert e.backend == "local:smollm2-135m-instruct" and e.retriever == "hybrid"
@@ -219,3 +221,74 @@ def test_special_token_text_in_a_prompt_stays_plain_text(local):
     assert ids.count(start_id) == 3  # system, user, assistant turns; nothing from the content
     raw = local.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert local.tokenizer(raw, add_special_tokens=False)["input_ids"].count(start_id) == 4  # what defuse prevents
+
+
+# -- copies of a worked example ----------------------------------------------------------------------
+
+
+class Copier(PromptReader):
+    """A real Backend that copies the longest worked example shown in its prompt, `copies` times, then answers."""
+
+    def __init__(self, copies: int) -> None:
+        super().__init__()
+        self.copies = copies
+
+    def complete(self, messages, max_tokens=64):
+        with self._lock:
+            self.calls.append(list(messages))
+            if len(self.calls) <= self.copies:
+                return max((m["content"] for m in messages if m["role"] == "assistant"), key=len)
+        return f"the word {_strongest(messages[-1]['content'])}"
+
+
+def test_copy_similarity_and_threshold():
+    from ecco_sdk.explain.explainer import COPY_THRESHOLD, copy_similarity
+
+    source = "Spelled-out number words (one to six), slightly weaker toward the end."
+    assert copy_similarity("Spelled-out number words (one to four)", source) == (6 / 7, 6)  # issue 15 copy
+    assert copy_similarity("Digits of numbers and years", "digits of numbers and YEARS (each digit)") == (1.0, 5)
+    assert copy_similarity("names of cities", "Commas separating items in a list")[0] == 0.0
+    assert copy_similarity("", source) == (0.0, 0)
+    assert 6 / 7 >= COPY_THRESHOLD > 0.40  # above the 99th percentile of distinct library explanations
+
+
+def test_find_copy_needs_enough_words(library):
+    from ecco_sdk.explain.explainer import find_copy
+
+    commas = library.get("punct-commas-01")
+    assert find_copy("Commas separating items in a list", [commas]) == ("punct-commas-01", 1.0)
+    copied, share = find_copy("commas", [commas])  # one word found is not a copy
+    assert copied is None and share == 1.0
+    assert find_copy("food words such as bread and rice", [commas])[0] is None
+
+
+def test_a_near_copy_is_reported_and_asked_again_without_that_example(library):
+    backend = Copier(copies=1)
+    (e,) = explain_factors(TOKENS, _one_hot_factors([4]), backend=backend, retriever="bm25", library=library,
+                           n_examples=2, on_copy="retry")  # fmt: skip
+    first, second = backend.calls
+    shown = max((m["content"] for m in first if m["role"] == "assistant"), key=len)
+    assert library.get(e.copied_from).explanation == shown and e.copy_similarity == 1.0
+    assert e.copied_from not in e.example_ids and len(e.example_ids) == 2  # the retry left that example out
+    assert shown not in [m["content"] for m in second]
+    assert e.text == "the word Paris" and "nearly copied worked example" in e.notes[-1]
+    assert e.to_dict()["copied_from"] == e.copied_from and "nearly copied" in format_explanations([e])
+
+
+@pytest.mark.parametrize(("on_copy", "copies", "calls"), [("retry", 2, 2), ("top-tokens", 1, 1)])
+def test_a_copy_can_fall_back_to_the_top_tokens_wording(library, on_copy, copies, calls):
+    from ecco_sdk.explain import top_tokens_explanation
+
+    backend = Copier(copies=copies)
+    (e,) = explain_factors(TOKENS, _one_hot_factors([4]), backend=backend, retriever="bm25", library=library,
+                           n_examples=2, on_copy=on_copy)  # fmt: skip
+    assert len(backend.calls) == calls and e.copied_from is not None
+    assert e.text == top_tokens_explanation(e.record) == 'the tokens "Paris" and "on"'
+    assert "top-tokens wording" in e.notes[-1]
+
+
+def test_an_honest_answer_is_not_a_copy(library):
+    (e,) = explain_factors(TOKENS, _one_hot_factors([4]), backend=PromptReader(), retriever="bm25", library=library)
+    assert e.copied_from is None and 0.0 <= e.copy_similarity < 0.75 and e.notes == []
+    with pytest.raises(InputError, match="on_copy must be one of"):
+        explain_factors(TOKENS, _one_hot_factors([4]), backend=PromptReader(), library=library, on_copy="ignore")

@@ -85,6 +85,19 @@ def test_bad_json_reports_line_and_column(tmp_path):
         load_library(path)
 
 
+def test_library_reads_are_bounded_and_text_only(tmp_path):
+    with pytest.raises(FileFormatError, match="not a regular file"):
+        load_library("/dev/zero")
+    path = tmp_path / "surrogate.json"
+    path.write_text('{"version": 1, "examples": [{"id": "a\\ud800"}]}')
+    with pytest.raises(FileFormatError, match="lone surrogate"):
+        load_library(path)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(FileFormatError, match="nests too deeply"):
+        load_library(deep)
+
+
 def test_unsupported_version_and_empty_library_are_rejected(tmp_path):
     with pytest.raises(FileFormatError, match="version"):
         load_library(_write(tmp_path, [_good()], version=2))

@@ -12,11 +12,11 @@ from ecco_sdk.explain.prompt import (
     FALLBACK_SIMULATION_EXAMPLE,
     clean_explanation,
     dedupe_clauses,
-    simulation_messages,
-    simulation_pieces,
+    naming_choices,
+    naming_messages,
     user_turn,
 )
-from ecco_sdk.explain.records import display_tokens
+from ecco_sdk.explain.records import display_tokens, same_run, token_words
 from ecco_sdk.explain.scoring import simulate
 
 
@@ -59,12 +59,23 @@ def test_top_words_widen_sub_words_and_the_prompt_shows_them():
     assert "Strongest: Bergen, Jonas, ." in user_turn(rec)["content"]
 
 
-def test_teacher_forced_simulation_prompt_shows_the_text_once():
-    display = ["Red", ",", " green"]
-    listed = simulation_messages("commas", display, [FALLBACK_SIMULATION_EXAMPLE])[-1]["content"]
-    plain = simulation_messages("commas", display, [FALLBACK_SIMULATION_EXAMPLE], listed=False)[-1]["content"]
-    assert "Tokens:\nRed\n,\n green" in listed
-    assert "Text: Red, green" in plain and "Tokens:" not in plain
+def test_token_words_widen_sub_words_and_runs_keep_markup_together():
+    display = ["<", "/", "li", ">", " Berg", "en", " has", " 12", ",", "000", "↵", "end"]
+    assert token_words(display) == ["<", "/", "li", ">", "Bergen", "Bergen", "has", "12", ",", "000", "↵", "end"]
+    runs = token_words(display, glue=same_run)
+    assert runs[:4] == ["</li>"] * 4 and runs[7:10] == ["12,000"] * 3
+    assert runs[10:] == ["↵", "end"]  # a shown line break ends a run
+
+
+def test_naming_prompt_puts_the_text_first_and_offers_each_tokens_word():
+    display = ["Tea", " and", " Berg", "en", " </", "li", ">"]
+    text = "Tea and Bergen </li>"
+    a, b = naming_messages("city names", text), naming_messages("drinks", text)
+    assert a[0] == b[0] and a[1]["content"].startswith(f"Text: {text}\nDescription: city names")
+    assert b[1]["content"].split("Description:")[0] == a[1]["content"].split("Description:")[0]  # a shared prefix
+    choices = naming_choices(display)
+    assert len(choices) == len(display)
+    assert choices[3] == ["Bergen", " Bergen"] and "</li>" in choices[4] and " </li>" in choices[4]
 
 
 # -- with the embedded SmolLM2 ---------------------------------------------------------------------
@@ -92,7 +103,7 @@ def test_batched_length_sorted_scoring_equals_one_sequence_at_a_time(local):
     explanations = [example.explanation, "colour names"]
     local._prefix_cache.clear()
     batched = simulate(local, explanations, displays, [example])
-    assert len(local._prefix_cache) == 1  # the system prompt + worked example prefix, computed once
+    assert len(local._prefix_cache) == len(displays)  # per text: system prompt + text, computed once
     old = local.max_batch
     try:
         local.max_batch = 1
@@ -102,5 +113,4 @@ def test_batched_length_sorted_scoring_equals_one_sequence_at_a_time(local):
     for (vals_a, _), (vals_b, _) in zip(batched, single, strict=True):
         for a, b in zip(vals_a, vals_b, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-3)
-    pieces = simulation_pieces(displays[1])
-    assert len(batched[0][0][1]) == len(pieces) - 1 == 3
+    assert [len(v) for v in batched[0][0]] == [len(d) for d in displays]

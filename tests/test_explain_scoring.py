@@ -17,13 +17,12 @@ from ecco_sdk.explain import (
     Explanation,
     OpenAIBackend,
     ScoreReport,
-    display_tokens,
     load_library,
     score_explanations,
     top_tokens_explanation,
 )
 from ecco_sdk.explain.backends import Completion, TokenLogprob
-from ecco_sdk.explain.prompt import DETECTION_SYSTEM, FALLBACK_SIMULATION_EXAMPLE, SIMULATION_SYSTEM
+from ecco_sdk.explain.prompt import DETECTION_SYSTEM, SIMULATION_SYSTEM
 from ecco_sdk.explain.scoring import (
     MIN_SPREAD,
     HeldOut,
@@ -231,19 +230,14 @@ def test_top_tokens_baseline_is_built_without_an_llm():
 
 
 @pytest.mark.slow
-def test_local_teacher_forced_values_are_expected_values_on_the_0_10_scale(local):
-    assert local._digit_ids()[1] is not None  # SmolLM2 writes "10" as "1","0": the split is needed
-    example = FALLBACK_SIMULATION_EXAMPLE
-    same = display_tokens(list(example.tokens))
-    displays = [same, ["Red", ",", " green"]]
-    ((values, missing),) = simulate(local, [example.explanation], displays, [example])
-    assert missing == 0 and [len(v) for v in values] == [len(same), 3]
-    flat = np.concatenate(values)
-    assert np.all((flat >= 0) & (flat <= 10))
-    # asked about the very text of its worked example, the model copies it: values line up with the truth
-    # (an off-by-one slot position or a wrong 1-vs-10 split would break this)
-    assert pearson(values[0], np.array(example.activations, dtype=float)) > 0.5
-    assert values[0][3] == max(values[0])
+def test_local_naming_values_are_on_the_0_10_scale_one_per_token(local):
+    displays = [["Red", ",", " green", ",", " blue"], ["The", " sun", " is", " warm"]]
+    ((values, missing), (other, _)) = simulate(local, ["commas", "the word sun"], displays, [])
+    assert missing == 0 and [len(v) for v in values] == [5, 4]
+    flat = np.concatenate(values + other)
+    assert np.all((flat >= 0) & (flat <= 10)) and np.ptp(flat) > 0
+    # tokens of the same word share a value: both commas of the first text
+    assert values[0][1] == pytest.approx(values[0][3])
 
 
 @pytest.mark.slow
@@ -263,7 +257,7 @@ def test_local_backend_really_scores_simulation_and_detection(local, library):
         [_comma_explanation()],
         factor_fn,
         ["We saw cats, dogs, and owls.", "It rained all day."],
-        backend="local",
+        backend="local:smollm2-135m-instruct",
         library=library,
         baselines=("top-tokens",),
         per_class=1,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from pathlib import Path
 
 import chromadb
@@ -11,8 +13,9 @@ import pytest
 from chromadb.config import Settings
 from servers.chroma_server import chroma_server, free_port
 from servers.openai_compat import OpenAICompatServer
+from servers.stalling import FreezableProxy, SilentServer
 
-from ecco_sdk.errors import ConfigurationError, InputError
+from ecco_sdk.errors import BackendError, ConfigurationError, InputError
 from ecco_sdk.explain import (
     ActivationRecord,
     BM25Retriever,
@@ -27,7 +30,7 @@ from ecco_sdk.explain import (
     open_store,
 )
 from ecco_sdk.explain.library import Example
-from ecco_sdk.explain.store import chroma_location, forget_clients
+from ecco_sdk.explain.store import chroma_client, chroma_location, chroma_timeouts, forget_clients
 
 FIXTURE = Path(__file__).parent / "explain_fixtures" / "examples.json"
 KEY = "sk-store-test"
@@ -230,3 +233,111 @@ def test_hybrid_rank_is_reciprocal_rank_fusion():
     fused = HybridRetriever(Fixed("a", ["x", "y", "z"]), Fixed("b", ["z", "y", "w"]), k0=1).rank(COMMA_QUERY, 4)
     # scores: y = 1/3 + 1/3, x = 1/2, z = 1/4 + 1/2, w = 1/4
     assert fused == ["z", "y", "x", "w"]
+
+
+# ----- timeouts and locking against a silent or stalling server (issue 12) ----------------------
+@pytest.fixture()
+def silent(monkeypatch):
+    srv = SilentServer()
+    monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
+    monkeypatch.setenv("CHROMA_PORT", str(srv.port))
+    monkeypatch.setenv("ECCO_SDK_CHROMA_TIMEOUT", "1.5")
+    forget_clients()
+    yield srv
+    forget_clients()
+    srv.close()
+
+
+def _timed(fn) -> tuple[BaseException | None, float]:
+    start = time.monotonic()
+    try:
+        fn()
+    except Exception as err:  # returned to the test to assert on
+        return err, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_timeouts_come_from_the_environment_and_bad_values_are_refused(monkeypatch):
+    monkeypatch.delenv("ECCO_SDK_CHROMA_TIMEOUT", raising=False)
+    monkeypatch.delenv("ECCO_SDK_CHROMA_CONNECT_TIMEOUT", raising=False)
+    assert chroma_timeouts() == (5.0, 30.0)
+    monkeypatch.setenv("ECCO_SDK_CHROMA_TIMEOUT", "2.5")
+    monkeypatch.setenv("ECCO_SDK_CHROMA_CONNECT_TIMEOUT", "0.5")
+    assert chroma_timeouts() == (0.5, 2.5)
+    for bad in ("soon", "0", "-1", "nan", "inf"):
+        monkeypatch.setenv("ECCO_SDK_CHROMA_TIMEOUT", bad)
+        with pytest.raises(ConfigurationError, match="ECCO_SDK_CHROMA_TIMEOUT must be a positive number of seconds"):
+            chroma_timeouts()
+
+
+@pytest.mark.timeout(60)
+def test_a_dense_retriever_on_a_silent_server_fails_within_the_timeout(silent, library, hash_embedder):
+    err, seconds = _timed(lambda: make_retriever("dense", library, embedder=hash_embedder))
+    assert isinstance(err, ConfigurationError), err
+    where = f"Chroma server at http://127.0.0.1:{silent.port}"
+    assert f"{where} did not answer a heartbeat within 1.5 s (ECCO_SDK_CHROMA_TIMEOUT)" in str(err)
+    assert 1.4 < seconds < 4.0, seconds
+    assert silent.conns, "the client really connected to the silent server"
+
+
+@pytest.mark.timeout(60)
+def test_a_silent_server_blocks_no_other_caller(silent, tmp_path):
+    """While one caller waits on the silent server, an embedded store opens at once and a second caller to the
+    same server is not queued behind the first: it fails after its own timeout, not after both."""
+    results: dict[str, tuple[BaseException | None, float]] = {}
+
+    def call(tag: str) -> None:
+        results[tag] = _timed(chroma_client)
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    time.sleep(0.3)
+    second = threading.Thread(target=call, args=("second",))
+    second.start()
+    start = time.monotonic()
+    embedded = chroma_client(tmp_path / "embedded")  # another location: must not wait for the silent server
+    embedded_seconds = time.monotonic() - start
+    assert embedded.heartbeat() > 0
+    assert first.is_alive(), "the first caller should still be waiting on the silent server"
+    assert embedded_seconds < 1.2, embedded_seconds
+    first.join(10)
+    second.join(10)
+    for tag in ("first", "second"):
+        err, seconds = results[tag]
+        assert isinstance(err, ConfigurationError) and "did not answer a heartbeat within 1.5 s" in str(err), (tag, err)
+        assert 1.4 < seconds < 3.0, (tag, seconds)  # 2 x 1.5 s or more would mean the callers were serialized
+
+
+@pytest.mark.timeout(180)
+def test_a_server_that_stalls_after_connecting_gives_a_backend_error_within_the_timeout(
+    tmp_path, monkeypatch, library, hash_embedder
+):
+    """A real `chroma run` server behind a proxy that stops forwarding once the store is open."""
+    with chroma_server(tmp_path / "server-data") as (host, port):
+        proxy = FreezableProxy(port)
+        try:
+            monkeypatch.setenv("CHROMA_HOST", host)
+            monkeypatch.setenv("CHROMA_PORT", str(proxy.port))
+            monkeypatch.setenv("ECCO_SDK_CHROMA_TIMEOUT", "3")
+            forget_clients()
+            got: list = []
+            racers = [threading.Thread(target=lambda: got.append(chroma_client())) for _ in range(4)]
+            for t in racers:
+                t.start()
+            for t in racers:
+                t.join(30)
+            assert len(got) == 4 and all(c is got[0] for c in got)  # racing callers share one cached client
+            assert got[0].heartbeat() > 0
+            store = open_store(library, hash_embedder, collection="stall-test")
+            assert store.count() == len(library)
+            proxy.frozen.set()
+            err, seconds = _timed(store.count)
+            assert isinstance(err, BackendError), err
+            assert "did not count the stored examples within 3 s (ECCO_SDK_CHROMA_TIMEOUT)" in str(err)
+            assert 2.9 < seconds < 6.0, seconds
+            vector = store.embed_query(next(iter(library)).record)  # the embedder is not behind the proxy
+            err, seconds = _timed(lambda: store.query(vector, 3))
+            assert isinstance(err, BackendError) and seconds < 6.0, (err, seconds)
+        finally:
+            forget_clients()
+            proxy.close()

@@ -363,6 +363,29 @@ def test_load_rejects_other_files(tmp_path):
         FactorModel.load(path)
 
 
+def test_load_is_bounded_like_ecco_load(tmp_path):
+    """Factor files go through the same bounded reader as runs: no device, no npy header claiming terabytes."""
+    import io
+    import zipfile
+
+    with pytest.raises(FileFormatError, match="not a regular file"):
+        NMFResult.load("/dev/zero")
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    header = head.getvalue()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("factors.npy", header + b"\0" * 16)
+    bomb = tmp_path / "bomb.npz"
+    bomb.write_bytes(buf.getvalue())
+    with pytest.raises(FileFormatError, match="claims"):
+        NMFResult.load(bomb)
+    no_meta = tmp_path / "no_meta.npz"
+    np.savez(no_meta, factors=np.zeros((2, 3)))
+    with pytest.raises(FileFormatError, match="meta_json"):
+        FactorModel.load(no_meta)
+
+
 def test_explore_plot_explain_forward_to_render_and_explain(monkeypatch):
     calls = {}
 

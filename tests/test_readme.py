@@ -46,6 +46,8 @@ def test_api_examples_run_against_the_app(app_server) -> None:
     assert run["n_generated"] == 8 and run["output_text"].startswith(" Paris")
     assert {"token", "token_id", "prob"} <= set(run["candidates"][0][0])
     assert sal["method"] == "ig" and len(sal["scores_l2"]) == 8
+    layers = scope["layers"]
+    assert len(layers["scores_sum"]) == len(layers["layers"]) and len(layers["scores_sum"][0]) == len(layers["tokens"])
     assert lens["rankings_watch"]["watch_tokens"] == [" Paris", " London"]
     assert nmf["layers"] == [20, 30] and len(nmf["factors"]) == 4
     assert len(exp["explanations"]) == 2 and all(e["text"].strip() for e in exp["explanations"])

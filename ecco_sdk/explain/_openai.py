@@ -1,12 +1,15 @@
 """Talking to OpenAI-compatible servers safely: key handling, retries with backoff, and clear errors.
 
 The API key is read from ``OPENAI_API_KEY`` (or given explicitly) and kept in a ``Secret`` whose repr
-is masked; error messages are built from the status code and a redacted server message, never from
-the request, so the key cannot leak through an exception, a repr, a result or a log line.
+is masked; error messages are built from the status code and a short message of ours, never from the
+request or the server's reply body, so neither the key nor whatever a server sends back (which may be
+anything when the URL came from a stranger) reaches an exception, a repr, a result or a log line.
+Redirects are not followed, so a server cannot bounce a request (and its key) elsewhere.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -103,7 +106,8 @@ def make_client(base_url: str | None, key: Secret, timeout: float) -> Any:
         raise ConfigurationError(
             "the 'openai' package is needed for OpenAI-compatible backends: pip install openai"
         ) from err
-    return openai.OpenAI(api_key=key.reveal(), base_url=base_url, timeout=timeout, max_retries=0)
+    http = openai.DefaultHttpxClient(follow_redirects=False, timeout=timeout)
+    return openai.OpenAI(api_key=key.reveal(), base_url=base_url, timeout=timeout, max_retries=0, http_client=http)
 
 
 def redact(text: str, *secrets: Secret | None) -> str:
@@ -121,16 +125,6 @@ def redact(text: str, *secrets: Secret | None) -> str:
     return text
 
 
-def _server_message(err: Any) -> str:
-    body = getattr(err, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        msg = inner.get("message") if isinstance(inner, dict) else None
-        if isinstance(msg, str):
-            return msg[:300]
-    return ""
-
-
 def _retry_after(err: Any) -> float | None:
     response = getattr(err, "response", None)
     headers = getattr(response, "headers", None)
@@ -143,29 +137,26 @@ def _retry_after(err: Any) -> float | None:
         return None
 
 
-def _classify(err: Exception, what: str, where: str, key: Secret) -> tuple[str, float | None, bool]:
-    """(message, retry-after, retryable) for an openai exception, without anything secret in the message."""
+def _classify(err: Exception, what: str, where: str) -> tuple[str, float | None, bool]:
+    """(message, retry-after, retryable) for an openai exception: the status and our words, no server text."""
     import openai
 
     if isinstance(err, openai.AuthenticationError):
-        # The server's message may echo the key: say what happened without it.
-        return f"{what}: {where} refused the API key (401); check OPENAI_API_KEY or the api_key you passed", None, False
+        return f"{what}: {where} refused the API key (401); check the key", None, False
     if isinstance(err, openai.PermissionDeniedError):
         return f"{what}: {where} denied access (403); the key lacks access to this model", None, False
     if isinstance(err, openai.NotFoundError):
-        msg = redact(_server_message(err), key) or "not found"
-        return f"{what}: {where} answered 404 ({msg}); check the model name and that the URL ends in /v1", None, False
+        return f"{what}: {where} answered 404; check the model name and that the URL ends in /v1", None, False
     if isinstance(err, openai.APITimeoutError):
         return "timed out", None, True
     if isinstance(err, openai.APIConnectionError):
         return "connection failed (is the server running and the URL right?)", None, True
     if isinstance(err, openai.APIStatusError):
         status = getattr(err, "status_code", 0)
-        msg = redact(_server_message(err), key) or type(err).__name__
         if status == 429 or (isinstance(status, int) and status >= 500):
-            return f"HTTP {status}: {msg}", _retry_after(err), True
-        return f"{what}: {where} rejected the request (HTTP {status}): {msg}", None, False
-    return f"{what}: {redact(str(err), key)}", None, False
+            return f"HTTP {status}", _retry_after(err), True
+        return f"{what}: {where} rejected the request (HTTP {status})", None, False
+    return f"{what}: {where} sent a reply this client cannot read ({type(err).__name__})", None, False
 
 
 def call_with_retries(fn: Callable[[], T], *, what: str, url: str | None, key: Secret, policy: RetryPolicy) -> T:
@@ -183,15 +174,17 @@ def call_with_retries(fn: Callable[[], T], *, what: str, url: str | None, key: S
         try:
             return fn()
         except openai.OpenAIError as err:
-            message, wait, retryable = _classify(err, what, where, key)
+            message, wait, retryable = _classify(err, what, where)
+        except json.JSONDecodeError:  # a 2xx reply whose body is not JSON
+            message, wait, retryable = f"{what}: {where} answered with a body that is not JSON", None, False
         if not retryable:
-            raise BackendError(message)
+            raise BackendError(redact(message, key))  # `what` holds caller text: never let it carry the key back
         last = message
         if attempt < policy.max_retries:
             pause = policy.delay(attempt, wait)
             log.warning("%s: %s on attempt %d; retrying in %.2fs", what, last, attempt + 1, pause)
             time.sleep(min(pause, remaining(pause)))
     raise BackendError(
-        f"{what}: {where} failed after {policy.max_retries + 1} attempts ({last}); check OPENAI_BASE_URL and that "
+        f"{what}: {where} failed after {policy.max_retries + 1} attempts ({last}); check the server URL and that "
         "the server is up, or raise max_retries/timeout"
     )

@@ -1,11 +1,11 @@
-"""LLM backends that write and score explanations: any OpenAI-compatible server, or the embedded SmolLM2.
+"""LLM backends that write and score explanations: any OpenAI-compatible server, or an embedded model.
 
 Every backend implements `Backend`: ``complete(messages, max_tokens) -> str`` plus token counting in the
 backend's own units, so prompts are packed against the real budget. Scoring uses richer signals when a
 backend has them:
 
-* `ForcedScorer` (the local backend): teacher-forced expected 0-10 values at given slots of an answer,
-  and probabilities of fixed choices (``Yes``/``No``) for the next token, read from the logits.
+* `ForcedScorer` (the local backend): probabilities of choices for the reply's first token, read from the
+  logits of one forward pass: which word of a text a simulator names first (or "None"), and Yes/No.
 * `LogprobCompleter` (OpenAI-compatible servers): a completion with per-token top logprobs, when the
   server returns them.
 
@@ -27,14 +27,23 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..adapters import cache_kwargs, returned_cache
+from ..cancel import checkpoint
 from ..errors import BackendError, InputError
 from ._openai import RetryPolicy, Secret, call_with_retries, make_client, public_url, resolve_base_url, resolve_key
 
 Message = dict[str, str]
 
-DEFAULT_LOCAL_MODEL = "smollm2-135m-instruct"
+#: The local explainer and simulator when its packages are installed (see `default_local_model`).
+QWEN_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
+#: The small fallback, always installed with ecco_sdk.
+SMALL_LOCAL_MODEL = "smollm2-135m-instruct"
+#: Kept for callers that imported it: the small model's name (the default is chosen by `default_local_model`).
+DEFAULT_LOCAL_MODEL = SMALL_LOCAL_MODEL
+FALLBACK_NOTE = (
+    f"explained by the small fallback model {SMALL_LOCAL_MODEL} (135M parameters), whose explanations score near "
+    f"chance; install {QWEN_LOCAL_MODEL} (`make install`) for explanations that beat the baselines"
+)
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-MAX_VALUE = 10
 
 
 @runtime_checkable
@@ -61,8 +70,10 @@ class Backend(Protocol):
 class ForcedScorer(Protocol):
     """A backend that exposes next-token logits, so scoring needs no generation or parsing."""
 
-    def slot_expected_values(self, batch: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[np.ndarray]:
-        """Expected 0-10 value at each slot between answer pieces, one array per (messages, pieces) item."""
+    def first_token_probabilities(
+        self, batch: Sequence[tuple[Sequence[Message], Sequence[Sequence[str]]]]
+    ) -> list[np.ndarray]:
+        """Per (messages, choices) item: probability that the reply starts with each choice, over the choices."""
         ...
 
     def choice_probabilities(self, batch: Sequence[Sequence[Message]], choices: Sequence[Sequence[str]]) -> np.ndarray:
@@ -260,18 +271,36 @@ class OpenAIBackend:
 # The embedded local model
 
 
-class LocalBackend:
-    """An LLM run in-process with transformers (default: the embedded SmolLM2-135M-Instruct), fully offline."""
+def qwen_installed() -> bool:
+    """True when the packages of the embedded 1.5B model are installed (nothing is loaded or converted)."""
+    from .. import models
 
-    #: What fills an unknown activation slot while teacher forcing (as in OpenAI's simulator).
-    PLACEHOLDER = "unknown"
+    entry = models.EMBEDDED.get(QWEN_LOCAL_MODEL)
+    return entry is not None and entry.installed()
+
+
+def default_local_model() -> tuple[str, str | None]:
+    """The local model to explain and score with: the 1.5B when installed, else SmolLM2 and a note saying so.
+
+    Returns:
+        (model name, note) where note is None for the 1.5B and `FALLBACK_NOTE` for the small fallback.
+    """
+    if qwen_installed():
+        return QWEN_LOCAL_MODEL, None
+    return SMALL_LOCAL_MODEL, FALLBACK_NOTE
+
+
+class LocalBackend:
+    """An LLM run in-process with transformers (default: see `default_local_model`), fully offline."""
+
     #: How many shared prompt prefixes (their KV caches) are kept for reuse.
     PREFIX_CACHE_SIZE = 4
 
     def __init__(
         self,
-        model: str = DEFAULT_LOCAL_MODEL,
+        model: str | None = None,
         *,
+        dtype: str | None = None,
         max_batch: int = 16,
         greedy: bool = True,
         one_line: bool = True,
@@ -280,7 +309,10 @@ class LocalBackend:
     ) -> None:
         if no_repeat_ngram < 0 or repetition_penalty < 1.0:
             raise InputError("no_repeat_ngram must be >= 0 (0 = off) and repetition_penalty >= 1.0 (1.0 = off)")
-        self.model_name = model
+        name = model if model is not None else default_local_model()[0]
+        self.model_name = name
+        #: None: the model's own default (bfloat16 for the 1.5B, float32 for SmolLM2; see `ecco_sdk.models`).
+        self.dtype = dtype
         self.max_batch = max(1, int(max_batch))
         self.greedy = greedy
         self.one_line = one_line
@@ -300,17 +332,31 @@ class LocalBackend:
         return f"LocalBackend(model={self.model_name!r})"
 
     @property
-    def loaded(self) -> Any:
-        """The model and tokenizer (loaded on first use, shared across the process)."""
+    def note(self) -> str | None:
+        """`FALLBACK_NOTE` when this is the small fallback because the 1.5B is not installed, else None."""
+        return FALLBACK_NOTE if self.model_name == SMALL_LOCAL_MODEL and not qwen_installed() else None
+
+    @property
+    def is_loaded(self) -> bool:
+        """False until the first call that needs the weights (that call loads them)."""
+        return self._loaded is not None
+
+    def load(self, verbose: bool = False) -> Any:
+        """Load the model and tokenizer now (with progress bars when verbose); later calls return them."""
         with self._load_lock:
             if self._loaded is None:
                 from .. import models
 
-                loaded = models.load(self.model_name, verbose=False)
+                loaded = models.load(self.model_name, dtype=self.dtype, verbose=verbose)
                 if loaded.kind != "causal":
                     raise InputError(f"{self.model_name!r} is a {loaded.kind} model; the explainer needs a causal LM")
                 self._loaded = loaded
             return self._loaded
+
+    @property
+    def loaded(self) -> Any:
+        """The model and tokenizer (loaded on first use, shared across the process)."""
+        return self.load()
 
     @property
     def tokenizer(self) -> Any:
@@ -331,7 +377,7 @@ class LocalBackend:
         return sorted((s for s in found if len(s) > 1), key=len, reverse=True)
 
     def defuse(self, text: str) -> str:
-        """Break special-token strings inside content (e.g. a shown "<|im_start|>") so they stay plain text."""
+        """Break special-token strings inside content (e.g. a shown ``<|im_start|>``) so they stay plain text."""
         if self._specials is None:
             self._specials = self._special_strings()
         for special in self._specials:
@@ -391,23 +437,10 @@ class LocalBackend:
 
     # -- logits-based scoring ------------------------------------------------------------------------
 
-    def _single_ids(self, texts: Sequence[str]) -> list[int]:
-        ids = []
-        for t in texts:
-            enc = self._encode(t)
-            if len(enc) == 1:
-                ids.append(enc[0])
-        return ids
-
-    def _digit_ids(self) -> tuple[list[int], int | None]:
-        digits = [self._encode(str(d)) for d in range(MAX_VALUE + 1)]
-        if any(len(d) != 1 for d in digits[:MAX_VALUE]):
-            raise BackendError(f"{self.model_name}'s tokenizer does not encode each digit 0-9 as one token")
-        if len(digits[MAX_VALUE]) == 1:
-            return [d[0] for d in digits], None
-        if digits[MAX_VALUE] != [digits[1][0], digits[0][0]]:
-            raise BackendError(f"{self.model_name}'s tokenizer splits '10' oddly; logits scoring is unsupported")
-        return [d[0] for d in digits[:MAX_VALUE]], digits[0][0]
+    def _first_ids(self, spellings: Sequence[str]) -> list[int]:
+        """The distinct first token ids of some spellings (how a reply that starts with them begins)."""
+        ids = (self._encode(self.defuse(t))[:1] for t in spellings if t)
+        return list(dict.fromkeys(i[0] for i in ids if i))
 
     def _prefix_state(self, prefix: tuple[int, ...]) -> tuple[Any, Any]:
         """Hidden states and KV cache of a shared prompt prefix, kept for reuse across batches and calls."""
@@ -472,6 +505,7 @@ class LocalBackend:
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         results: list[list[np.ndarray]] = [[] for _ in sequences]
         for start in range(0, len(order), self.max_batch):
+            checkpoint()
             rows = order[start : start + self.max_batch]
             with lm.lock, torch.no_grad():
                 hidden = self._hidden_states([sequences[i] for i in rows], prefix)
@@ -485,80 +519,40 @@ class LocalBackend:
                         results[index].append(logits.float().cpu().numpy())
         return results
 
-    def slot_expected_values(self, batch: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[np.ndarray]:
-        """Teacher-forced expected 0-10 value at each slot between the given answer pieces.
+    def first_token_probabilities(
+        self, batch: Sequence[tuple[Sequence[Message], Sequence[Sequence[str]]]]
+    ) -> list[np.ndarray]:
+        """Per (messages, choices) item: how likely the reply starts with each choice, normalised over the choices.
 
-        The answer is ``pieces[0] <slot> pieces[1] <slot> ... pieces[-1]``. Slots are filled with
-        "unknown" and the next-token distribution over the digits is read at each slot. Where the
-        tokenizer writes "10" as "1","0", a second sequence with every slot filled by "1" gives
-        P("0" | "1") against P(end of value | "1"), which splits the mass of "1" between 1 and 10.
-        Both sequences go through the model in one batched forward pass.
+        A choice is a list of spellings (e.g. ``["Yes", " yes"]``); its weight is the summed probability of
+        the distinct first tokens of its spellings. Choices that share a first token each get that token's
+        whole weight. All items go through the model in few batched passes, their shared prefix computed once.
         """
-        value_ids, zero_id = self._digit_ids()
-        one_id = self._encode("1")[0] if zero_id is not None else None
-        sequences: list[list[int]] = []
-        picks: list[list[tuple[int, list[int]]]] = []
-        slots_per_item: list[int] = []
-        for messages, pieces in batch:
-            if len(pieces) < 2:
-                raise InputError("an answer template needs at least one slot (two pieces)")
-            prefix = self._encode(self._template(messages))
-            enc_pieces = [self._encode(self.defuse(p)) for p in pieces]
-            fills = [self._encode(self.PLACEHOLDER)] + ([[one_id]] if one_id is not None else [])
-            for variant, fill in enumerate(fills):
-                seq = list(prefix)
-                pick: list[tuple[int, list[int]]] = []
-                for i in range(len(pieces) - 1):
-                    seq.extend(enc_pieces[i])
-                    if variant == 1:
-                        end = enc_pieces[i + 1][:1] or self._encode("\n")[:1]
-                        pick.append((len(seq), [zero_id, end[0]]))
-                    else:
-                        pick.append((len(seq) - 1, value_ids))
-                    seq.extend(fill)
-                if len(seq) > self.context_window:
-                    raise InputError(
-                        f"a simulation prompt of {len(seq)} tokens exceeds the model's window; shorten texts"
-                    )
-                sequences.append(seq)
-                picks.append(pick)
-            slots_per_item.append(len(pieces) - 1)
-        logits = self._head_logits(sequences, picks)
-        out: list[np.ndarray] = []
-        per_item = 2 if one_id is not None else 1
-        for k, n_slots in enumerate(slots_per_item):
-            first = logits[k * per_item]
-            second = logits[k * per_item + 1] if one_id is not None else None
-            values = np.zeros(n_slots)
-            for s in range(n_slots):
-                p = _softmax(first[s])
-                scale = np.arange(len(p), dtype=np.float64)
-                if second is not None:
-                    q0, q_end = _softmax(second[s])
-                    ev = float(p @ scale) - p[1] + p[1] * (1.0 * q_end + MAX_VALUE * q0)
-                else:
-                    ev = float(p @ scale)
-                values[s] = ev
-            out.append(values)
+        sequences, picks, groups = [], [], []
+        for messages, choices in batch:
+            ids = [self._first_ids(spellings) for spellings in choices]
+            if not ids or any(not i for i in ids):
+                raise InputError("every choice needs at least one non-empty spelling")
+            flat = list(dict.fromkeys(i for group in ids for i in group))
+            seq = self._encode(self._template(messages))
+            if len(seq) > self.context_window:
+                raise InputError(f"a scoring prompt of {len(seq)} tokens exceeds the model's window; shorten texts")
+            sequences.append(seq)
+            picks.append([(len(seq) - 1, flat)])
+            groups.append([[flat.index(i) for i in group] for group in ids])
+        if not sequences:
+            return []
+        out = []
+        for (vec,), item in zip(self._head_logits(sequences, picks), groups, strict=True):
+            p = _softmax(vec)
+            out.append(np.asarray([p[g].sum() for g in item]))
         return out
 
     def choice_probabilities(self, batch: Sequence[Sequence[Message]], choices: Sequence[Sequence[str]]) -> np.ndarray:
-        """P(each choice) as the first reply token; a choice is a list of spellings (e.g. Yes, yes, " Yes")."""
-        choice_ids = [list(dict.fromkeys(self._single_ids(spellings))) for spellings in choices]
-        if any(not ids for ids in choice_ids):
-            raise InputError("every choice needs at least one spelling that is a single token")
-        flat = [i for ids in choice_ids for i in ids]
-        sequences = [self._encode(self._template(m)) for m in batch]
-        picks = [[(len(seq) - 1, flat)] for seq in sequences]
-        logits = self._head_logits(sequences, picks)
-        out = np.zeros((len(sequences), len(choices)))
-        for row, (vec,) in enumerate(logits):
-            p = _softmax(vec)
-            offset = 0
-            for c, ids in enumerate(choice_ids):
-                out[row, c] = p[offset : offset + len(ids)].sum()
-                offset += len(ids)
-        return out
+        """P(each choice) as the reply's start, normalised over the choices (e.g. Yes/No), one row per chat."""
+        rows = self.first_token_probabilities([(m, choices) for m in batch])
+        out = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(choices))
+        return out / out.sum(axis=1, keepdims=True)
 
 
 def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
@@ -604,9 +598,11 @@ def get_backend(spec: str | Backend | None = None, *, api_key: str | None = None
     if kind == "local":
         if api_key is not None:
             raise InputError("api_key only applies to OpenAI-compatible backends, not 'local'")
-        name = model or DEFAULT_LOCAL_MODEL
+        name = model.strip() or default_local_model()[0]
         with _LOCAL_LOCK:
-            return _LOCAL.setdefault(name, LocalBackend(name))
+            if name not in _LOCAL:
+                _LOCAL[name] = LocalBackend(name)
+            return _LOCAL[name]
     if kind == "openai":
         return OpenAIBackend(model or None, api_key=api_key)
     raise InputError(f"unknown backend {spec!r}; use 'local', 'local:<model>', 'openai' or 'openai:<model>'")

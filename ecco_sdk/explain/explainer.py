@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -10,17 +12,33 @@ from typing import Any
 
 import numpy as np
 
+from ..cancel import checkpoint
 from ..errors import InputError
 from .backends import Backend, Message, get_backend
 from .embeddings import Embedder
 from .library import Example, Library, as_library
-from .prompt import NO_PATTERN, clean_explanation, pack_prompt
+from .prompt import NO_PATTERN, clean_explanation, pack_prompt, top_tokens_explanation
 from .records import ActivationRecord, records_from_factors
 from .retrieval import Retriever, make_retriever, rank_examples
 from .store import ExampleStore
 
 DEFAULT_BUDGET = 1024
 INACTIVE_TEXT = f"{NO_PATTERN} (the factor is zero on every token)"
+
+# An answer is a near-copy of a worked example's explanation when at least COPY_THRESHOLD of its words
+# (and at least COPY_MIN_WORDS of them) appear, in order, in that explanation. Among the 11,990 ordered
+# pairs of distinct explanations in the built-in library, 8 reach 0.75 with 4 words, all restating the same
+# pattern ("Only the first token of the sequence"); the 99th percentile is 0.40. The copies seen in issue
+# 15 score 1.0 ("Digits of numbers and years; weak on the thousands-separator commas") and 0.86
+# ("Spelled-out number words (one to four)" for a factor of food words).
+COPY_THRESHOLD = 0.75
+COPY_MIN_WORDS = 4
+#: What to do with a near-copy: use the top-tokens wording (the default), or ask again without the copied
+#: example. In bench/explain.py (numbers text, 3 factors) the three copies (one by the 1.5B, two by SmolLM2)
+#: simulated at -0.056, -0.181 and 0.029 after a retry, against 0.002, -0.182 and 0.029 for the top-tokens
+#: wording of the same factors; the fallback also saves the second generation.
+ON_COPY = ("top-tokens", "retry")
+_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -38,6 +56,12 @@ class Explanation:
     token_budget: int = 0
     min_level: int = 1
     raw: str = ""
+    #: Id of the worked example whose explanation the first answer nearly copied (None: no copy).
+    copied_from: str | None = None
+    #: Share of the first answer's words found in order in the closest example's explanation (0-1).
+    copy_similarity: float = 0.0
+    #: Remarks a reader should see with the explanation (a retried copy, the small fallback model).
+    notes: list[str] = field(default_factory=list)
 
     def active_tokens(self, k: int = 8) -> list[tuple[str, int]]:
         """The factor's strongest distinct tokens with their 0-10 levels."""
@@ -56,8 +80,40 @@ class Explanation:
             "prompt_tokens": self.prompt_tokens,
             "token_budget": self.token_budget,
             "min_level": self.min_level,
+            "copied_from": self.copied_from,
+            "copy_similarity": self.copy_similarity,
+            "notes": list(self.notes),
             "record": self.record.to_dict(),
         }
+
+
+def copy_similarity(text: str, reference: str) -> tuple[float, int]:
+    """Share of `text`'s words found in order in `reference` (case-folded), and how many words that is."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    ref = [w.lower() for w in _WORD.findall(reference)]
+    if not words or not ref:
+        return 0.0, 0
+    matcher = difflib.SequenceMatcher(None, words, ref, autojunk=False)
+    matched = sum(block.size for block in matcher.get_matching_blocks())
+    return matched / len(words), matched
+
+
+def find_copy(text: str, examples: Sequence[Example]) -> tuple[str | None, float]:
+    """The example whose explanation `text` nearly copies (None if none) and the highest similarity found.
+
+    Args:
+        text: the cleaned explanation.
+        examples: the worked examples that were in the prompt.
+
+    Returns:
+        (example id or None, highest share of words matched over all examples).
+    """
+    scored = [(copy_similarity(text, ex.explanation), ex.id) for ex in examples]
+    copies = [
+        (share, ex_id) for (share, matched), ex_id in scored if share >= COPY_THRESHOLD and matched >= COPY_MIN_WORDS
+    ]
+    best = max((share for (share, _), _ in scored), default=0.0)
+    return (max(copies)[1] if copies else None), best
 
 
 def _default_budget(backend: Backend, max_tokens: int) -> int:
@@ -74,30 +130,80 @@ def explain_record(
     token_budget: int,
     max_tokens: int,
     context: int = 3,
+    on_copy: str = "top-tokens",
 ) -> Explanation:
-    """Explain one record: retrieve examples, pack the prompt, ask the backend, tidy the answer."""
+    """Explain one record: retrieve examples, pack the prompt, ask the backend, tidy the answer.
+
+    An answer that nearly copies a worked example's explanation (see `find_copy`) is replaced by the
+    top-tokens wording (on_copy="top-tokens", the default) or asked again without that example
+    (on_copy="retry"; a second copy falls back to the top-tokens wording); the Explanation records the copy
+    and says so in `notes`.
+    """
     factor = record.factor if record.factor is not None else 0
     base = {"factor": factor, "record": record, "backend": backend.name, "token_budget": token_budget}
+    if on_copy not in ON_COPY:
+        raise InputError(f"on_copy must be one of {ON_COPY}, got {on_copy!r}")
     if record.is_empty():
         return Explanation(text=INACTIVE_TEXT, retriever=getattr(retriever, "name", ""), **base)
     candidates: list[Example] = []
     if retriever is not None and n_examples > 0:
         ids = rank_examples(retriever, record, max(3 * n_examples, 8))
         candidates = [library.get(i) for i in ids if i in library]
-    prompt = pack_prompt(
-        record, candidates, count=backend.count_messages, budget=token_budget, n_examples=n_examples, context=context
-    )
-    raw = backend.complete(prompt.messages, max_tokens=max_tokens)
+    prompt, raw = _ask(backend, record, candidates, token_budget, n_examples, max_tokens, context)
+    text = clean_explanation(raw)
+    copied, similarity = find_copy(text, [library.get(i) for i in prompt.example_ids])
+    notes = [backend.note] if getattr(backend, "note", None) else []
+    if copied is not None:
+        if on_copy == "retry":
+            checkpoint()
+            prompt, raw = _ask(
+                backend,
+                record,
+                [c for c in candidates if c.id != copied],
+                token_budget,
+                n_examples,
+                max_tokens,
+                context,
+            )
+            text = clean_explanation(raw)
+            again, _ = find_copy(text, [library.get(i) for i in prompt.example_ids])
+            how = "asked again without that example"
+            if again is not None:
+                text = top_tokens_explanation(record)
+                how += f", copied {again} then, so the top-tokens wording is used"
+        else:
+            text = top_tokens_explanation(record)
+            how = "the top-tokens wording is used instead"
+        notes.append(f"the first answer nearly copied worked example {copied} ({similarity:.0%} of its words); {how}")
     return Explanation(
-        text=clean_explanation(raw),
+        text=text,
         example_ids=prompt.example_ids,
         messages=prompt.messages,
         retriever=getattr(retriever, "name", ""),
         prompt_tokens=prompt.tokens,
         min_level=prompt.min_level,
         raw=raw,
+        copied_from=copied,
+        copy_similarity=similarity,
+        notes=notes,
         **base,
     )
+
+
+def _ask(
+    backend: Backend,
+    record: ActivationRecord,
+    candidates: Sequence[Example],
+    token_budget: int,
+    n_examples: int,
+    max_tokens: int,
+    context: int,
+) -> tuple[Any, str]:
+    """Pack the prompt from ranked candidates and get the backend's raw answer."""
+    prompt = pack_prompt(
+        record, candidates, count=backend.count_messages, budget=token_budget, n_examples=n_examples, context=context
+    )
+    return prompt, backend.complete(prompt.messages, max_tokens=max_tokens)
 
 
 def explain_factors(
@@ -116,17 +222,22 @@ def explain_factors(
     api_key: str | None = None,
     max_workers: int = 1,
     context: int = 3,
+    on_copy: str = "top-tokens",
 ) -> list[Explanation]:
     """One Explanation per factor row of `factors` (n_factors, n_tokens), returned in factor order.
 
-    backend: "local" (embedded SmolLM2, offline; default unless $ECCO_SDK_EXPLAINER says otherwise),
+    backend: "local" (offline: the embedded Qwen2.5-Coder-1.5B when installed, else SmolLM2-135M with a
+    note; default unless $ECCO_SDK_EXPLAINER says otherwise),
     "openai[:model]" or a Backend. retriever: "hybrid" (default: dense MiniLM-in-Chroma ranking with MMR,
     fused with BM25), "dense" or "bm25" (no embeddings needed). token_budget: most prompt
     tokens in the backend's own units (default min(1024, context window - max_tokens)). api_key is
     used for this call only and never stored. max_workers > 1 asks a server for several factors at once.
+    on_copy: what to do when an answer nearly copies a worked example ("top-tokens" or "retry").
     """
     if n_examples < 0 or max_tokens <= 0 or max_workers < 1:
         raise InputError("n_examples must be >= 0, max_tokens > 0 and max_workers >= 1")
+    if on_copy not in ON_COPY:
+        raise InputError(f"on_copy must be one of {ON_COPY}, got {on_copy!r}")
     records = records_from_factors(tokens, factors)
     llm = get_backend(backend, api_key=api_key)
     lib = as_library(library) if n_examples else Library(examples=[])
@@ -151,6 +262,7 @@ def explain_factors(
             token_budget=budget,
             max_tokens=max_tokens,
             context=context,
+            on_copy=on_copy,
         )
 
     if max_workers == 1 or len(records) == 1:

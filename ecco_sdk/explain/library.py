@@ -23,10 +23,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..bounded_io import open_regular, read_json
 from ..errors import ConfigurationError, FileFormatError, InputError
 from .records import MAX_LEVEL, ActivationRecord
 
 SUPPORTED_VERSIONS = (1,)
+MAX_LIBRARY_BYTES = 64 * 2**20  # the built-in library is 57 kB; a user library of 100k examples fits
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _REQUIRED = ("id", "category", "tokens", "activations", "explanation")
 
@@ -178,18 +180,15 @@ def parse_library(data: Any, path: str = "library") -> Library:
 def load_library(path: str | Path | None = None) -> Library:
     """Read and validate a library file (default: the one shipped with ecco_sdk)."""
     p = Path(path) if path is not None else default_library_path()
-    if not p.is_file():
+    if not p.exists():
         if path is None:
             raise ConfigurationError(
                 f"the built-in example library {p} is missing; reinstall ecco_sdk or pass library=<path to a JSON file>"
             )
         raise InputError(f"example library {p} does not exist; pass the path of a JSON library file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise FileFormatError(f"{p}: cannot read the library ({err})") from err
-    except json.JSONDecodeError as err:
-        raise FileFormatError(f"{p}: not valid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+    # Bounded like ecco_sdk.load: no device or oversized file, no deep nesting, no lone surrogates.
+    with open_regular(p, MAX_LIBRARY_BYTES) as fp:
+        data = read_json(fp.read(MAX_LIBRARY_BYTES + 1), f"example library {p}")
     return parse_library(data, str(p))
 
 

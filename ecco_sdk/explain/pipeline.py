@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_text
 from ..errors import InputError
 from .explainer import Explanation, explain_factors
 from .scoring import ScoreReport, score_explanations
@@ -52,6 +53,8 @@ def held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, 
     """(tokens, activations) of each held-out text, its first `skip` positions left out like the explained text's."""
     from ..factors import texts_activations
 
+    for i, text in enumerate(texts):
+        check_text(text, f"held-out text {i}")
     pairs = {}
     for text, (tokens, acts) in zip(texts, texts_activations(lm, texts), strict=True):
         if len(tokens) <= skip:
@@ -130,8 +133,7 @@ def explain_text(lm: Any, text: str, n_components: int = 3, **kw: Any) -> TextEx
     """Run `text` through `lm` (one forward pass) and explain the factors of its FFN activations."""
     from ..factors import texts_activations
 
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("text is empty; pass the text whose neuron factors should be explained")
+    check_text(text)
     ((tokens, acts),) = texts_activations(lm, [text])
     return explain_activations(lm, tokens, acts, n_components, **kw)
 

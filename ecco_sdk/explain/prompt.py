@@ -11,13 +11,14 @@ view does not fit, weaker tokens and context are dropped step by step (the chose
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InputError
 from .library import Example, Library
-from .records import ActivationRecord
+from .records import ActivationRecord, same_run, token_words
 
 Message = dict[str, str]
 CountFn = Callable[[Sequence[Message]], int]
@@ -28,6 +29,8 @@ SYSTEM_PROMPT = (
     "You explain what a feature inside a language model responds to. You see text where the feature's "
     "active tokens are marked [token:N]; N from 1 to 10 is how strongly it fires (10 = strongest). "
     "Unmarked tokens are inactive; … marks skipped text; ↵ is a line break. "
+    "Worked examples, if any, are about other features: describe this feature's own marked tokens in your own "
+    "words, naming the kind of token they are (for example digits, city names, closing brackets). "
     "Reply with one short phrase (at most 15 words) saying what the marked tokens have in common. "
     f"If the marked tokens share no clear pattern, reply exactly: {NO_PATTERN}."
 )
@@ -218,34 +221,66 @@ def _token_list(display: Sequence[str]) -> str:
     return "\n".join(display)
 
 
-def simulation_user(explanation: str, display: Sequence[str], listed: bool = True) -> Message:
-    """The simulator's question for one text: the explanation and the text (its tokens one per line if listed).
-
-    A teacher-forced simulator (local backend) gets the plain text instead of the list: its answer
-    lines already spell out every token, so listing them again would double the tokens to score.
-    """
-    shown = f"Tokens:\n{_token_list(display)}" if listed else f"Text: {''.join(display).strip()}"
-    return {"role": "user", "content": f"Explanation: {explanation}\n{shown}\n\nActivations:"}
+def simulation_user(explanation: str, display: Sequence[str]) -> Message:
+    """The written simulator's question for one text: the explanation and the text's tokens, one per line."""
+    return {"role": "user", "content": f"Explanation: {explanation}\nTokens:\n{_token_list(display)}\n\nActivations:"}
 
 
-def simulation_messages(
-    explanation: str, display: Sequence[str], examples: Sequence[Example], listed: bool = True
-) -> list[Message]:
+def simulation_messages(explanation: str, display: Sequence[str], examples: Sequence[Example]) -> list[Message]:
     """Chat for simulating one text: system, worked examples (with true levels), then the question."""
     msgs: list[Message] = [{"role": "system", "content": SIMULATION_SYSTEM}]
     for ex in examples:
         rec = ex.record
-        msgs.append(simulation_user(ex.explanation, rec.display, listed))
+        msgs.append(simulation_user(ex.explanation, rec.display))
         msgs.append({"role": "assistant", "content": rec.lines()})
-    msgs.append(simulation_user(explanation, display, listed))
+    msgs.append(simulation_user(explanation, display))
     return msgs
 
 
-def simulation_pieces(display: Sequence[str]) -> list[str]:
-    """The simulator's answer around its value slots: ``tok0<TAB>`` slot ``\\ntok1<TAB>`` slot ... ``\\n``."""
-    if not display:
-        raise InputError("cannot simulate an empty token list")
-    return [f"{display[0]}\t", *[f"\n{tok}\t" for tok in display[1:]], "\n"]
+#: The local simulator's question (see `naming_messages`).
+NAMING_SYSTEM = (
+    "You check which words of a text match the description of a feature of a language model. Answer with the "
+    "words of the text that match the description, copied exactly, in text order, separated by commas. "
+    "If no word matches, answer exactly: None"
+)
+#: How the local simulator says that no word matches.
+NONE_SPELLINGS: tuple[str, ...] = ("None", " None", "none")
+
+
+def naming_messages(explanation: str, text: str) -> list[Message]:
+    """Chat asking which words of a text an explanation describes; the text comes first, so it is a shared prefix."""
+    return [
+        {"role": "system", "content": NAMING_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Text: {text}\nDescription: {explanation}\nWhich words of the text match the description?",
+        },
+    ]
+
+
+def naming_choices(display: Sequence[str]) -> list[list[str]]:
+    """Per display token, how a reply that names it could start (each spelling bare or after a space).
+
+    Its word; for the first token of an unspaced run (the "</" of "</li>") also the whole run. Later tokens of
+    a run keep only their word, so the comma of "Red," does not inherit the probability of naming "Red".
+    """
+    words, runs = token_words(display), token_words(display, glue=same_run)
+    out = []
+    for i, (word, run) in enumerate(zip(words, runs, strict=True)):
+        starts_run = i == 0 or not same_run(display[i - 1], display[i])
+        spellings = (word, " " + word, run, " " + run) if starts_run else (word, " " + word)
+        out.append(list(dict.fromkeys(spellings)))
+    return out
+
+
+def top_tokens_explanation(record: ActivationRecord, k: int = 5) -> str:
+    """An LLM-free explanation naming the factor's most active tokens (a baseline, and the copy fallback)."""
+    top = [tok for tok, _ in record.top_tokens(k)]
+    if not top:
+        return NO_PATTERN
+    quoted = [json.dumps(t, ensure_ascii=False) for t in top]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    return f"the token{'s' if len(quoted) > 1 else ''} {listed}"
 
 
 def detection_messages(explanation: str, snippet: str) -> list[Message]:

@@ -166,17 +166,10 @@ class ActivationRecord:
 
     def top_words(self, k: int = 5, min_level: int = 1) -> list[tuple[str, int]]:
         """Like `top_tokens`, but each sub-word token widened to its whole word ("en" -> "Bergen")."""
-        disp = self.display
+        words = token_words(self.display)
         best: dict[str, int] = {}
         for pos, _, lv in self.active(min_level):
-            start, end = pos, pos + 1
-            while start > 0 and _continues_word(disp[start - 1], disp[start]):
-                start -= 1
-            while end < len(disp) and _continues_word(disp[end - 1], disp[end]):
-                end += 1
-            word = "".join(disp[start:end]).strip()
-            key = word or disp[pos]
-            best[key] = max(best.get(key, 0), lv)
+            best[words[pos]] = max(best.get(words[pos], 0), lv)
         return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def compact(self, context: int = 3, min_level: int = 1) -> str:
@@ -224,6 +217,34 @@ class ActivationRecord:
             "max_activation": self.max_activation,
             "compact": self.compact(),
         }
+
+
+def token_words(display: Sequence[str], glue: Any = None) -> list[str]:
+    """The word each display token belongs to ("en" in " Berg"+"en" -> "Bergen"), one per token.
+
+    glue(before, token) says whether `token` continues the word of the token before it; the default joins
+    letters and digits only. A token that is all whitespace stays itself.
+    """
+    joins = glue or _continues_word
+    out = []
+    for pos in range(len(display)):
+        start, end = pos, pos + 1
+        while start > 0 and joins(display[start - 1], display[start]):
+            start -= 1
+        while end < len(display) and joins(display[end - 1], display[end]):
+            end += 1
+        out.append("".join(display[start:end]).strip() or display[pos])
+    return out
+
+
+def same_run(before: str, token: str) -> bool:
+    """True when no whitespace (nor a shown line break or tab) separates `token` from `before` ("</" "li" ">")."""
+    breaks = (NEWLINE_MARK, TAB_MARK)
+    return (
+        bool(token)
+        and bool(before)
+        and not (token[0].isspace() or before[-1].isspace() or token[0] in breaks or before[-1] in breaks)
+    )
 
 
 def _continues_word(before: str, token: str) -> bool:

@@ -1,7 +1,8 @@
 """The example store: library examples embedded in a Chroma collection, kept in step with the library file.
 
 Where: an embedded ``chromadb.PersistentClient`` under ``cache_dir() / "chroma"`` by default, or a Chroma
-server (``chromadb.HttpClient``) when ``CHROMA_HOST`` and/or ``CHROMA_PORT`` are set.
+server (``chromadb.HttpClient``) when ``CHROMA_HOST`` and/or ``CHROMA_PORT`` are set. Every request to a
+server is bounded by a connect and a read timeout (see CHROMA_TIMEOUT), and no lock is held while waiting on one.
 
 Idempotent loading: each example is stored under its library id with a content hash in its metadata;
 `ExampleStore.sync` embeds and upserts only new or edited examples and (by default) deletes ids the
@@ -17,13 +18,17 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigurationError, InputError
+from .. import cancel
+from ..checks import seconds_from_env
+from ..errors import BackendError, ConfigurationError, EccoError, InputError
 from .embeddings import Embedder, get_embedder, normalize_rows
 from .library import Example, Library
 from .records import ActivationRecord, search_texts
@@ -33,8 +38,15 @@ DEFAULT_COLLECTION = "ecco-sdk-examples"
 STORE_SCHEMA = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
 
+#: Seconds to wait for a Chroma server to accept a connection, and to answer one request once connected.
+#: ECCO_SDK_CHROMA_CONNECT_TIMEOUT and ECCO_SDK_CHROMA_TIMEOUT override them. chromadb's own HttpClient waits
+#: forever (httpx timeout=None): a server that accepts and never answers hung every dense caller (issue 12).
+CHROMA_CONNECT_TIMEOUT = 5.0
+CHROMA_TIMEOUT = 30.0
+
 _CLIENTS: dict[str, Any] = {}
-_CLIENTS_LOCK = threading.Lock()
+_CLIENTS_LOCK = threading.Lock()  # guards the two dicts only; never held across network or disk I/O
+_LOCATION_LOCKS: dict[str, threading.Lock] = {}
 
 
 def _chroma() -> Any:
@@ -50,6 +62,14 @@ def _settings() -> Any:
     return Settings(anonymized_telemetry=False)
 
 
+def chroma_timeouts() -> tuple[float, float]:
+    """(connect, read) timeouts in seconds for a Chroma server, from the environment or the defaults."""
+    return (
+        seconds_from_env("ECCO_SDK_CHROMA_CONNECT_TIMEOUT", CHROMA_CONNECT_TIMEOUT),
+        seconds_from_env("ECCO_SDK_CHROMA_TIMEOUT", CHROMA_TIMEOUT),
+    )
+
+
 def chroma_location(path: str | Path | None = None) -> str:
     """Where the store lives: ``http://host:port`` for a server, else the embedded store's folder."""
     host, port = os.environ.get("CHROMA_HOST"), os.environ.get("CHROMA_PORT")
@@ -63,36 +83,108 @@ def chroma_location(path: str | Path | None = None) -> str:
 
 
 def chroma_client(path: str | Path | None = None) -> Any:
-    """A Chroma client: HttpClient when CHROMA_HOST/CHROMA_PORT are set (and no path given), else embedded."""
+    """A Chroma client: HttpClient when CHROMA_HOST/CHROMA_PORT are set (and no path given), else embedded.
+
+    Clients are cached per location. A server client is made without any lock held, so a slow or silent server
+    delays only its own callers (each for at most the timeouts); an embedded one under a per-folder lock.
+    """
     location = chroma_location(path)
     with _CLIENTS_LOCK:
         if location in _CLIENTS:
             return _CLIENTS[location]
-        chromadb = _chroma()
-        if location.startswith("http://"):
-            host, _, port = location[len("http://") :].rpartition(":")
-            if not port.isdigit():
-                raise ConfigurationError(f"CHROMA_PORT must be a number, got {port!r}")
-            try:
-                client = chromadb.HttpClient(host=host, port=int(port), settings=_settings())
-                client.heartbeat()
-            except Exception as err:
-                raise ConfigurationError(
-                    f"cannot reach the Chroma server at {location} ({type(err).__name__}); start it with "
-                    "`chroma run --path DIR --host HOST --port PORT` or unset CHROMA_HOST/CHROMA_PORT to use the "
-                    "embedded store"
-                ) from err
-        else:
+        folder_lock = _LOCATION_LOCKS.setdefault(location, threading.Lock())
+    if location.startswith("http://"):
+        client = _http_client(location)
+    else:
+        with folder_lock:  # two embedded clients opening one folder at once is not safe; no network here
+            with _CLIENTS_LOCK:
+                if location in _CLIENTS:
+                    return _CLIENTS[location]
             Path(location).mkdir(parents=True, exist_ok=True)
-            client = chromadb.PersistentClient(path=location, settings=_settings())
-        _CLIENTS[location] = client
-        return client
+            client = _chroma().PersistentClient(path=location, settings=_settings())
+    with _CLIENTS_LOCK:
+        kept = _CLIENTS.setdefault(location, client)  # a racing caller may have stored one first: keep that one
+    if kept is not client and hasattr(client, "close"):
+        client.close()
+    return kept
+
+
+def _http_client(location: str) -> Any:
+    """An HttpClient whose every request is bounded by the connect and read timeouts."""
+    host, _, port = location[len("http://") :].rpartition(":")
+    if not port.isdigit():
+        raise ConfigurationError(f"CHROMA_PORT must be a number, got {port[:80]!r}")
+    connect, read = chroma_timeouts()
+    hint = (
+        "start it with `chroma run --path DIR --host HOST --port PORT`, fix CHROMA_HOST/CHROMA_PORT, or unset them "
+        "to use the embedded store"
+    )
+    _probe(location, connect, read, hint)
+    chromadb = _chroma()
+    try:
+        client = chromadb.HttpClient(host=host, port=int(port), settings=_settings())
+    except Exception as err:
+        why = f"cannot reach the Chroma server at {location} ({type(err).__name__}); {hint}"
+        raise ConfigurationError(why) from err
+    _bound_requests(client, connect, read)
+    return client
+
+
+def _probe(location: str, connect: float, read: float, hint: str) -> None:
+    """One bounded heartbeat first: chromadb's client makes its own first requests with no timeout at all."""
+    import httpx
+
+    timeout = httpx.Timeout(cancel.remaining(read), connect=cancel.remaining(connect))
+    with (
+        _server_errors(location, "answer a heartbeat", ConfigurationError, hint),
+        httpx.Client(timeout=timeout) as http,
+    ):
+        http.get(f"{location}/api/v2/heartbeat").raise_for_status()
+
+
+def _bound_requests(client: Any, connect: float, read: float) -> None:
+    """Give the client's httpx session our timeouts (chromadb 1.5 builds it with timeout=None and no setting)."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if not isinstance(session, httpx.Client):
+        raise ConfigurationError(
+            "this chromadb version keeps its HTTP session elsewhere, so ecco_sdk cannot bound its requests; "
+            "install chromadb 1.5.x"
+        )
+    session.timeout = httpx.Timeout(read, connect=connect)
+
+
+def _timeout_words(err: Exception, connect: float, read: float) -> str:
+    import httpx
+
+    if isinstance(err, httpx.ConnectTimeout):
+        return f"{connect:g} s to connect (ECCO_SDK_CHROMA_CONNECT_TIMEOUT)"
+    return f"{read:g} s (ECCO_SDK_CHROMA_TIMEOUT)"
+
+
+@contextmanager
+def _server_errors(location: str, action: str, error: type[EccoError] = BackendError, hint: str = "") -> Iterator[None]:
+    """Turn a Chroma server's network failure during `action` into `error`, saying which limit was hit."""
+    import httpx
+
+    hint = f"; {hint}" if hint else ""
+    try:
+        yield
+    except httpx.TimeoutException as err:
+        connect, read = chroma_timeouts()
+        words = _timeout_words(err, connect, read)
+        raise error(f"the Chroma server at {location} did not {action} within {words}{hint}") from err
+    except httpx.HTTPError as err:
+        why = f"cannot reach the Chroma server at {location} ({type(err).__name__} while trying to {action}){hint}"
+        raise error(why) from err
 
 
 def forget_clients() -> None:
     """Drop cached clients (e.g. after a test server stops)."""
     with _CLIENTS_LOCK:
         _CLIENTS.clear()
+        _LOCATION_LOCKS.clear()
 
 
 def check_collection_name(name: str) -> str:
@@ -162,9 +254,12 @@ class ExampleStore:
         chroma_api = client if client is not None else chroma_client(path)
         metadata = {"embedding_model": emb.name, "ecco_sdk_schema": STORE_SCHEMA}
         try:
-            col = chroma_api.get_or_create_collection(
-                collection, metadata=metadata, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-            )
+            with _server_errors(location, "open the collection"):
+                col = chroma_api.get_or_create_collection(
+                    collection, metadata=metadata, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+                )
+        except BackendError:
+            raise
         except Exception as err:
             raise ConfigurationError(f"cannot open Chroma collection {collection!r} at {location}: {err}") from err
         found = (col.metadata or {}).get("embedding_model")
@@ -186,7 +281,8 @@ class ExampleStore:
         recorded = meta.get("embedding_dim")
         if recorded is None:
             meta["embedding_dim"] = int(dim)
-            self.collection.modify(metadata=meta)
+            with _server_errors(self.location, "record the embedding size"):
+                self.collection.modify(metadata=meta)
         elif int(recorded) != int(dim):
             raise ConfigurationError(
                 f"collection {self.name!r} holds {recorded}-dimensional vectors but {self.embedder.name!r} now gives "
@@ -204,12 +300,13 @@ class ExampleStore:
 
     def stored_hashes(self) -> dict[str, str]:
         """id -> content hash of everything in the collection."""
-        got = self.collection.get(include=["metadatas"])
+        with _server_errors(self.location, "list the stored examples"):
+            got = self.collection.get(include=["metadatas"])
         return {i: str((m or {}).get("content_hash", "")) for i, m in zip(got["ids"], got["metadatas"], strict=True)}
 
     def sync(self, library: Library, *, prune: bool = True, batch_size: int = 64) -> SyncStats:
         """Make the collection match the library: embed new/edited examples only; idempotent."""
-        with self._lock:
+        with self._lock, _server_errors(self.location, "store the examples"):
             stored = self.stored_hashes()
             stale = [ex for ex in library if stored.get(ex.id) != _stored_hash(ex)]
             stats = SyncStats()
@@ -241,7 +338,8 @@ class ExampleStore:
 
     def count(self) -> int:
         """How many examples the collection holds."""
-        return int(self.collection.count())
+        with _server_errors(self.location, "count the stored examples"):
+            return int(self.collection.count())
 
     def embed_query(self, record: ActivationRecord) -> np.ndarray:
         """The query vector for a record, checked against the collection's recorded size."""
@@ -256,11 +354,12 @@ class ExampleStore:
         total = self.count()
         if total == 0 or n <= 0:
             return []
-        got = self.collection.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32).tolist()],
-            n_results=min(int(n), total),
-            include=["embeddings"],
-        )
+        with _server_errors(self.location, "answer a nearest-example query"):
+            got = self.collection.query(
+                query_embeddings=[np.asarray(vector, dtype=np.float32).tolist()],
+                n_results=min(int(n), total),
+                include=["embeddings"],
+            )
         ids = got["ids"][0]
         vectors = np.asarray(got["embeddings"][0], dtype=np.float32).reshape(len(ids), -1)
         q = np.asarray(vector, dtype=np.float32)
@@ -270,7 +369,8 @@ class ExampleStore:
         """Delete the whole collection (to rebuild it with another embedder)."""
         if self.client is None:
             raise ConfigurationError("this store was built without its client; delete the collection with your client")
-        self.client.delete_collection(self.name)
+        with _server_errors(self.location, "delete the collection"):
+            self.client.delete_collection(self.name)
 
 
 def _stored_hash(example: Example) -> str:

@@ -34,6 +34,7 @@ def format_explanations(explanations: Sequence[Explanation], report: ScoreReport
             f"  active tokens: {active}",
             f"  explanation:   {e.text}",
             f"  examples:      {', '.join(e.example_ids) or '(none)'}",
+            *[f"  note: {n}" for n in e.notes],
         ]
         scored = by_factor.get(e.factor)
         if scored is not None:

@@ -10,6 +10,12 @@ from ecco_sdk.render.figures import (
     rankings_watch_figure,
     similarity_figure,
 )
+from ecco_sdk.render.layers import (
+    layer_attribution_figure,
+    layer_attribution_view,
+    layer_heatmap_figure,
+    token_attention_figure,
+)
 from ecco_sdk.render.saliency import saliency_view
 from ecco_sdk.render.sequence import sequence_view
 from ecco_sdk.render.sparkline import sparkline_svg
@@ -22,6 +28,9 @@ __all__ = [
     "factors_view",
     "figure_to_html",
     "figure_to_png_bytes",
+    "layer_attribution_figure",
+    "layer_attribution_view",
+    "layer_heatmap_figure",
     "layer_predictions_figure",
     "rankings_figure",
     "rankings_watch_figure",
@@ -29,5 +38,6 @@ __all__ = [
     "sequence_view",
     "similarity_figure",
     "sparkline_svg",
+    "token_attention_figure",
     "token_label",
 ]

@@ -113,6 +113,21 @@ def _legend(signed: bool) -> str:
     return ramp([rgba(POSITIVE, 0.1), rgba(POSITIVE, 1)], "low", "high")
 
 
+def _quality(n_steps: int | None, error_estimate: float | None) -> str:
+    """A note with the integration steps used and the error estimate, when the attribution has them."""
+    parts = []
+    if n_steps is not None:
+        parts.append(f"{int(index_in_range(n_steps, 'n_steps', 1, 10**9))} steps")
+    if error_estimate is not None:
+        est = float(error_estimate)
+        if not np.isfinite(est) or est < 0:
+            raise InputError(f"error_estimate must be a finite number >= 0, got {error_estimate!r}")
+        parts.append(f"estimated error {est:.2g} (L1 of the shares, 0..2)")
+    if not parts:
+        return ""
+    return f'<span class="ecco-hint" data-ecco-quality>{esc(" · ".join(parts))}</span>'
+
+
 def saliency_view(
     tokens: Sequence[str],
     n_input_tokens: int,
@@ -121,8 +136,26 @@ def saliency_view(
     style: str = "minimal",
     method: str = "",
     target: int | None = None,
+    n_steps: int | None = None,
+    error_estimate: float | None = None,
 ) -> Visual:
-    """Show which earlier tokens an output token depended on (minimal highlight or detailed numbers)."""
+    """Show which earlier tokens an output token depended on (minimal highlight or detailed numbers).
+
+    Args:
+        tokens: every token of the run.
+        n_input_tokens: how many of them are the prompt.
+        attributions: (targets, positions) scores, NaN where a position cannot matter.
+        target_positions: the position of each row's target token.
+        style: 'minimal' (highlight) or 'detailed' (numbers and bars, pick a target).
+        method: the method's name for the title.
+        target: the row shown first (default: the last).
+        n_steps: integration steps used (integrated gradients), shown under the title.
+        error_estimate: integrated gradients' estimated error (largest L1 distance between normalised
+            |attributions| and the exact integral's), shown under the title.
+
+    Returns:
+        The Visual.
+    """
     toks = token_list(tokens)
     n_in = index_in_range(n_input_tokens, "n_input_tokens", 0, len(toks))
     check_choice(style, "style", STYLES)
@@ -143,7 +176,7 @@ def saliency_view(
     decorate = _decorator(toks, n_in, all_cells[sel], targets, detailed)
     title = "Input attribution" + (f" — {method}" if method else "")
     hint = '<span class="ecco-hint">hover or click an underlined output token to explain it</span>'
-    extra = _legend(signed) + (hint if detailed else "")
+    extra = _legend(signed) + _quality(n_steps, error_estimate) + (hint if detailed else "")
     body = header(title, _caption(toks, targets[sel]), extra, live=True)
     text_cls = "ecco-text ecco-detailed" if detailed else "ecco-text"
     body += f'<div class="{text_cls}" data-ecco-text="main">{tokens_html(toks, decorate)}</div>'

@@ -17,12 +17,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
 
-from servers import send_json
+from servers import LoopbackHTTP, send_json
 
 Responder = Callable[[list[dict[str, str]], dict[str, Any]], str]
 _PIECE = re.compile(r"\d|[^\W\d]+|\s|.", re.S)
@@ -64,7 +64,7 @@ def _alternatives(piece: str, k: int) -> list[tuple[str, float]]:
     return alts[: max(k, 1)]
 
 
-class OpenAICompatServer:
+class OpenAICompatServer(LoopbackHTTP):
     """The server; use as a context manager or call start()/stop()."""
 
     def __init__(
@@ -82,8 +82,6 @@ class OpenAICompatServer:
         self.requests: list[dict[str, Any]] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control -------------------------------------------------------------------------------------
     def fail(self, status: int, times: int = 1) -> None:
@@ -99,16 +97,7 @@ class OpenAICompatServer:
         with self._lock:
             self.requests.append({"path": path, "body": body, "time": time.monotonic()})
 
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return self._httpd.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> OpenAICompatServer:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -151,23 +140,7 @@ class OpenAICompatServer:
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> OpenAICompatServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return Handler
 
     # -- endpoints -----------------------------------------------------------------------------------
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
