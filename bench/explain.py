@@ -228,14 +228,15 @@ def targets(run: dict, s: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help=f"only 2 texts ({', '.join(QUICK)})")
-    ap.add_argument("--texts", help="comma-separated kinds of text to run (default: all, or the quick two)")
+    # ';' separates kinds: some kinds' names hold a comma ("names, places")
+    ap.add_argument("--texts", help="';'-separated kinds of text to run (default: all, or the quick two)")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated local explainer models")
     ap.add_argument("--layers", default="20:30", help="FROM:TO, half-open")
     ap.add_argument("--components", type=int, default=3)
     ap.add_argument("--json", help="also write all results (explanations, per-factor scores) to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    kinds = args.texts.split(",") if args.texts else [k for k, _ in TEXTS if not args.quick or k in QUICK]
+    kinds = args.texts.split(";") if args.texts else [k for k, _ in TEXTS if not args.quick or k in QUICK]
     unknown = set(kinds) - {k for k, _ in TEXTS}
     if unknown:
         raise SystemExit(f"unknown text kinds {sorted(unknown)}; choose from {[k for k, _ in TEXTS]}")
@@ -250,7 +251,7 @@ def main() -> None:
     runs = []
     for name in args.models.split(","):
         start = time.perf_counter()
-        extra = ["--texts", ",".join(kinds), "--layers", args.layers, "--components", str(args.components)]
+        extra = ["--texts", ";".join(kinds), "--layers", args.layers, "--components", str(args.components)]
         runs.append(run_child(__file__, "--child", name, *extra))
         print(f"[{time.perf_counter() - start:.0f}s] {name}: done", file=sys.stderr, flush=True)
     same = len({json.dumps([[f["active"] for f in r["factors"]] for r in run["results"]]) for run in runs}) == 1
