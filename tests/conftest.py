@@ -172,3 +172,11 @@ def llama_server_url(tmp_path_factory):
     _need_qwen()
     with llama_server(gguf_path(QWEN_NAME, verbose=False), QWEN_NAME, tmp_path_factory.mktemp("llama")) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_model_dir):
+    """A tiny random Llama (one per test module, so no state leaks between modules), shared by the attribution tests."""
+    import ecco_sdk
+
+    return ecco_sdk.from_pretrained(tiny_model_dir("llama"), verbose=False)

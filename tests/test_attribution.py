@@ -12,11 +12,6 @@ from ecco_sdk.attribution import attribute_output, canonical_method
 
 
 @pytest.fixture(scope="module")
-def llama(tiny_model_dir):
-    return ecco_sdk.from_pretrained(tiny_model_dir("llama"), verbose=False)
-
-
-@pytest.fixture(scope="module")
 def run(llama):
     return llama.generate("one two three four", generate=4, stop_at_eos=False)
 

@@ -15,11 +15,6 @@ from ecco_sdk.layer_attribution import LayerAttribution
 
 
 @pytest.fixture(scope="module")
-def llama(tiny_model_dir):
-    return ecco_sdk.from_pretrained(tiny_model_dir("llama"), verbose=False)
-
-
-@pytest.fixture(scope="module")
 def run(llama):
     return llama.generate("one two three four", generate=3, stop_at_eos=False)
 
