@@ -41,7 +41,8 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check ecco_sdk space bench tests docs
+	$(VENV)/bin/ruff format --check ecco_sdk space bench tests docs notebooks
+	$(VENV)/bin/lint-imports
 
 # The API reference site (SDK, app endpoints, notebooks), built offline; warnings are errors.
 docs: install

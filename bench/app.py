@@ -130,7 +130,7 @@ def main() -> None:
         return
 
     start = time.perf_counter()
-    from ecco_sdk.serving import load_app
+    from ecco_sdk.app import load_app
 
     app = load_app()
     demo = app.build_app([MODEL])
@@ -144,7 +144,7 @@ def main() -> None:
         for name in ("saliency", "rankings", "nmf", "explain"):
             cold[name] = _clock(lambda n=name: calls[n](rid))[0]
             print(f"cold {name}: {cold[name]:.2f} s", flush=True)
-        from ecco_sdk.serving import get_lm
+        from ecco_sdk.app import get_lm
 
         lm = get_lm(MODEL)  # the app's own LM: direct calls share its weights
         n_prompt = int(lm.encode(PROMPT).shape[1])

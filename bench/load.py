@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 def serve(port: int) -> None:
     """Child mode: build and launch the app on loopback, then block."""
-    from ecco_sdk.serving import load_app
+    from ecco_sdk.app import load_app
 
     demo = load_app().build_app([MODEL])
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)

@@ -16,12 +16,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import is_int
 from .errors import UnsupportedModelError
 
 
 @dataclass(frozen=True)
 class AdapterSpec:
-    """Explicit module paths for models whose layout discovery cannot work out (dotted, from the top model)."""
+    """Explicit module paths for models whose layout discovery cannot work out (dotted, from the top model).
+
+    Args:
+        blocks: the list of Transformer blocks (the decoder's, for encoder-decoder models), e.g. "model.layers".
+        ffn_out: the FFN output projection, relative to a block, e.g. "mlp.down_proj".
+        final_norm: the norm after the last block, e.g. "model.norm".
+        head: the output head (unembedding), e.g. "lm_head".
+        encoder_blocks: the encoder's list of blocks (encoder-decoder models).
+        encoder_ffn_out: the encoder blocks' FFN output projection (default: `ffn_out`).
+    """
 
     blocks: str | None = None
     ffn_out: str | None = None  # relative to a block, e.g. "mlp.down_proj"
@@ -33,7 +43,18 @@ class AdapterSpec:
 
 @dataclass
 class Stack:
-    """One stack of Transformer blocks (a causal model has one; T5 has an encoder and a decoder stack)."""
+    """One stack of Transformer blocks (a causal model has one; T5 has an encoder and a decoder stack).
+
+    Args:
+        name: 'main', 'encoder' or 'decoder'.
+        blocks_path: dotted path of the block list.
+        blocks: the blocks, in order.
+        ffn_out_path: the FFN output projection's path inside a block.
+        ffn_out: each block's FFN output projection (its input is the neuron activations).
+        n_neurons: FFN width.
+        final_norm_path: dotted path of the norm after the last block, if any.
+        final_norm: that norm, or None.
+    """
 
     name: str
     blocks_path: str
@@ -50,9 +71,34 @@ class Stack:
         return len(self.blocks)
 
 
+# Fallbacks used only when neither the model nor its config says (each documented where it is read).
+DEFAULT_VOCAB_SIZE = 32000  # Llama's vocabulary; reached only when the embeddings have no rows and the config no size
+DEFAULT_CONTEXT_LENGTH = 4096  # when neither the config nor the tokenizer names a position limit
+DEFAULT_DECODER_START_ID = 0  # T5's start token (its pad), when the config names neither a start nor a pad token
+_POSITION_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
 @dataclass
 class Adapter:
-    """The parts of one loaded model that ecco_sdk hooks into and reads."""
+    """The parts of one loaded model that ecco_sdk hooks into and reads, and what it knows about the model.
+
+    Every piece of model-specific knowledge the analyses need lives here, found once by `build_adapter`.
+
+    Args:
+        kind: 'causal', 'encoder' or 'seq2seq'.
+        hidden_size: width of the residual stream (the input embeddings' dimension).
+        input_embeddings: the token embedding module.
+        stacks: the block stacks by name ('main', or 'encoder' and 'decoder').
+        head_path: dotted path of the output head, None if the model has none.
+        head: the module mapping final hidden states to vocabulary logits, or None.
+        vocab_size: width of the logits (the head's outputs, else the embedding rows).
+        context_length: the longest sequence the model accepts, in positions.
+        decoder_start_id: the token an encoder-decoder's decoder starts from (None for other kinds).
+        head_scale: factor applied to the head's input (fitted by `calibrate_lens`).
+        logit_softcap: Gemma-2-style cap c in logits = c * tanh(logits / c), or None.
+        lens_checked: whether unembedding the last block reproduced the model's logits.
+        notes: what discovery or calibration had to adjust.
+    """
 
     kind: str
     hidden_size: int
@@ -60,6 +106,9 @@ class Adapter:
     stacks: dict[str, Stack]
     head_path: str | None
     head: nn.Module | None
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    context_length: int = DEFAULT_CONTEXT_LENGTH
+    decoder_start_id: int | None = None
     head_scale: float = 1.0
     logit_softcap: float | None = None
     lens_checked: bool = False
@@ -71,7 +120,14 @@ class Adapter:
         return self.stacks["decoder"] if "decoder" in self.stacks else self.stacks["main"]
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Turn residual-stream states into vocabulary logits the way the model's own head does."""
+        """Turn residual-stream states into vocabulary logits the way the model's own head does.
+
+        Args:
+            hidden: (..., hidden_size) residual-stream states of the main stack.
+
+        Returns:
+            (..., vocab_size) logits: final norm, head scale, head and softcap applied.
+        """
         if self.head is None:
             raise UnsupportedModelError(
                 "this model has no output head (unembedding) that maps hidden states to tokens, so the logit lens "
@@ -91,7 +147,11 @@ class Adapter:
         return logits
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-friendly summary of what was found, for reprs, logs and error messages."""
+        """A JSON-friendly summary of what was found, for reprs, logs and error messages.
+
+        Returns:
+            A dict of JSON types (module paths, sizes, lens calibration, notes).
+        """
         return {
             "kind": self.kind,
             "hidden_size": self.hidden_size,
@@ -106,6 +166,9 @@ class Adapter:
                 for k, s in self.stacks.items()
             },
             "head": self.head_path,
+            "vocab_size": self.vocab_size,
+            "context_length": self.context_length,
+            "decoder_start_id": self.decoder_start_id,
             "head_scale": self.head_scale,
             "logit_softcap": self.logit_softcap,
             "lens_checked": self.lens_checked,
@@ -121,7 +184,14 @@ def _get(model: nn.Module, path: str) -> nn.Module:
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int] | None:
-    """(in_features, out_features) of a Linear-like module (nn.Linear or GPT-2's transposed Conv1D)."""
+    """(in_features, out_features) of a Linear-like module (nn.Linear or GPT-2's transposed Conv1D).
+
+    Args:
+        module: any module.
+
+    Returns:
+        The two widths, or None when the module is not Linear-like.
+    """
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     weight = getattr(module, "weight", None)
@@ -225,8 +295,61 @@ def _encoder_path(model: nn.Module, lists: list[tuple[str, nn.ModuleList]]) -> s
     return lists[0][0]
 
 
-def build_adapter(model: nn.Module, kind: str, spec: AdapterSpec | None = None) -> Adapter:
-    """Find the parts ecco_sdk needs in `model`, or say exactly which part is missing and how to name it."""
+def _vocab_size(model: nn.Module, head: nn.Module | None, embeddings: nn.Module) -> int:
+    """Width of the logits: the head's outputs, else the embedding rows, else the config's vocab_size."""
+    for module in (head, model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None):
+        dims = linear_dims(module) if module is not None else None
+        if dims:
+            return dims[1]
+    weight = getattr(embeddings, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[0] > 0:
+        return int(weight.shape[0])
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    return int(size) if isinstance(size, int) and size > 0 else DEFAULT_VOCAB_SIZE
+
+
+def _context_length(model: nn.Module, tokenizer: Any) -> int:
+    """The config's position limit, else the tokenizer's model_max_length (T5 has relative positions), else 4096."""
+    config = getattr(model, "config", None)
+    for attr in _POSITION_LIMITS:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    # Tokenizers without a limit report a huge sentinel (int(1e30)).
+    return int(tok_max) if isinstance(tok_max, int) and 0 < tok_max < 10**7 else DEFAULT_CONTEXT_LENGTH
+
+
+def _decoder_start_id(model: nn.Module, kind: str) -> int | None:
+    """An encoder-decoder's decoder start token: the config's (or generation config's), else its pad token, else 0."""
+    if kind != "seq2seq":
+        return None
+    for source, attr in (
+        (getattr(model, "config", None), "decoder_start_token_id"),
+        (getattr(model, "generation_config", None), "decoder_start_token_id"),
+        (getattr(model, "config", None), "pad_token_id"),
+    ):
+        value = getattr(source, attr, None)
+        if is_int(value):
+            return int(value)
+    return DEFAULT_DECODER_START_ID
+
+
+def build_adapter(model: nn.Module, kind: str, spec: AdapterSpec | None = None, tokenizer: Any = None) -> Adapter:
+    """Find the parts ecco_sdk needs in `model`, or say exactly which part is missing and how to name it.
+
+    Args:
+        model: a loaded transformers model.
+        kind: 'causal', 'encoder' or 'seq2seq'.
+        spec: explicit module paths for parts discovery cannot find (optional).
+        tokenizer: the model's tokenizer, read for the context length when the config names none (optional).
+
+    Returns:
+        The model's `Adapter`, its lens not yet calibrated (see `calibrate_lens`).
+
+    Raises:
+        UnsupportedModelError: a part is missing; the message says which `AdapterSpec` field names it.
+    """
     spec = spec or AdapterSpec()
     try:
         embeddings = model.get_input_embeddings()
@@ -261,12 +384,23 @@ def build_adapter(model: nn.Module, kind: str, spec: AdapterSpec | None = None) 
         stacks=stacks,
         head_path=head_path,
         head=head,
+        vocab_size=_vocab_size(model, head, embeddings),
+        context_length=_context_length(model, tokenizer),
+        decoder_start_id=_decoder_start_id(model, kind),
         logit_softcap=float(softcap) if softcap else None,
     )
 
 
 def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
-    """The forward keywords passing a KV cache: `cache` in recent transformers, `past_key_values` in older 5.x."""
+    """The forward keywords passing a KV cache: `cache` in recent transformers, `past_key_values` in older 5.x.
+
+    Args:
+        model: the model whose forward takes the cache.
+        cache: the KV cache object.
+
+    Returns:
+        Keyword arguments for `model(...)`.
+    """
     return {_cache_keyword(type(model)): cache, "use_cache": True}
 
 
@@ -276,7 +410,14 @@ def _cache_keyword(model_type: type) -> str:
 
 
 def returned_cache(output: Any) -> Any:
-    """The KV cache a forward returned, under either transformers name."""
+    """The KV cache a forward returned, under either transformers name.
+
+    Args:
+        output: a model output.
+
+    Returns:
+        The cache object.
+    """
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
 
@@ -287,6 +428,11 @@ def calibrate_lens(adapter: Adapter, final_hidden: torch.Tensor, logits: torch.T
     T5 rescales the decoder output before its tied head; other models may do similar things. A
     least-squares scalar is fitted once on a probe input; if even that does not reproduce the logits,
     the lens is marked unchecked and a note says so.
+
+    Args:
+        adapter: the adapter to calibrate (its head_scale, lens_checked and notes are set).
+        final_hidden: the last block's output on the probe input.
+        logits: the model's own logits on the same input.
     """
     if adapter.head is None:
         adapter.notes.append("no output head: logit lens unavailable")
@@ -322,6 +468,14 @@ def value_projection(block: nn.Module, hidden: int, n_neurons: int) -> tuple[nn.
     Qwen, Gemma, BERT and T5; key and value have the same width). GPT-2 fuses them into one Conv1D
     whose output is [query | key | value]. Fused Linear layouts (GPT-NeoX interleaves q, k, v per
     head) are refused rather than guessed.
+
+    Args:
+        block: one Transformer block.
+        hidden: the model's hidden size.
+        n_neurons: the FFN width (Linear layers of this width are the FFN's, not attention's).
+
+    Returns:
+        (the module, the slice of its output columns holding the values, or None when it holds only them).
     """
     cands = [(m, d) for _, m in block.named_modules() if (d := linear_dims(m)) and d[0] == hidden and d[1] != n_neurons]
     if len(cands) >= 3 and cands[1][1][1] == cands[2][1][1]:

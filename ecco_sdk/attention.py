@@ -28,7 +28,10 @@ import numpy as np
 import torch
 
 from .adapters import value_projection
+
+# The underscore names are attribution.py's internals shared by the analyses (one problem, one result builder).
 from .attribution import TARGETS, PrimaryAttribution, _position_result, _Problem, register_method
+from .checks import check_int
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -103,9 +106,7 @@ def _attention_pass(prob: _Problem, values: bool) -> _Pass:
 def _layer_index(prob: _Problem, layer: Any) -> int:
     n = prob.lm.adapter.main.n_layers
     layer = n if layer is None else layer
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= n:
-        raise InputError(f"layer must be a block number 1..{n}, got {layer!r}")
-    return layer
+    return check_int(layer, "layer", minimum=1, maximum=n, what=f"a block number 1..{n}")
 
 
 def _heads(weights: torch.Tensor, head: Any) -> torch.Tensor:
@@ -113,9 +114,7 @@ def _heads(weights: torch.Tensor, head: Any) -> torch.Tensor:
     if head is None:
         return weights.mean(0)
     n = weights.shape[0]
-    if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < n:
-        raise InputError(f"head must be None (mean over heads) or 0..{n - 1}, got {head!r}")
-    return weights[head]
+    return weights[check_int(head, "head", minimum=0, maximum=n - 1, what=f"None (mean over heads) or 0..{n - 1}")]
 
 
 def _rows(prob: _Problem, matrix: torch.Tensor) -> torch.Tensor:
@@ -138,7 +137,17 @@ _ATTENTION_TARGETS = TARGETS  # target-independent: a contrast between two token
     unavailable=_unavailable,
 )
 def attention(prob: _Problem, batch: int, *, layer: int | None, head: int | None) -> PrimaryAttribution:
-    """Raw attention weights at block `layer` (default the last)."""
+    """Raw attention weights at block `layer` (default the last).
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (its targets and model are read).
+        batch: Unused: one forward pass with attention weights serves every target.
+        layer: The block whose attention is read, 1..n_layers (None: the last).
+        head: One attention head, 0..heads - 1, or None for the mean over heads.
+
+    Returns:
+        Each target's scores over the positions before it (the same for every target kind).
+    """
     layer = _layer_index(prob, layer)
     weights = _attention_pass(prob, values=False).weights
     effects = _rows(prob, _heads(weights[layer - 1], head))
@@ -146,7 +155,15 @@ def attention(prob: _Problem, batch: int, *, layer: int | None, head: int | None
 
 
 def rollout(weights: torch.Tensor, residual: float = 0.5) -> torch.Tensor:
-    """Attention rollout of (layers, heads, n, n) weights: (n, n) flow from every input position to every query."""
+    """Attention rollout of (layers, heads, n, n) weights: (n, n) flow from every input position to every query.
+
+    Args:
+        weights: (layers, heads, n, n) attention weights, query rows and key columns, first block first.
+        residual: The identity's share r in each block's mixed matrix r I + (1 - r) mean_h A (0.5 as in the paper).
+
+    Returns:
+        (n, n): row q holds how much attention flows from each position into query q, rows summing to 1.
+    """
     n = weights.shape[-1]
     eye = torch.eye(n, dtype=weights.dtype)
     flow = eye
@@ -165,7 +182,16 @@ def rollout(weights: torch.Tensor, residual: float = 0.5) -> torch.Tensor:
     unavailable=_unavailable,
 )
 def attention_rollout(prob: _Problem, batch: int, *, residual: float) -> PrimaryAttribution:
-    """Rollout over all blocks with the mean over heads."""
+    """Rollout over all blocks with the mean over heads.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (its targets and model are read).
+        batch: Unused: one forward pass with attention weights serves every target.
+        residual: The identity's share in each block, a number in [0, 1).
+
+    Returns:
+        Each target's scores over the positions before it (the same for every target kind).
+    """
     if isinstance(residual, bool) or not isinstance(residual, int | float) or not 0 <= residual < 1:
         raise InputError(f"residual must be a number in [0, 1), the identity's share, got {residual!r}")
     effects = _rows(prob, rollout(_attention_pass(prob, values=False).weights, float(residual)))
@@ -181,7 +207,17 @@ def attention_rollout(prob: _Problem, batch: int, *, residual: float) -> Primary
     unavailable=_unavailable,
 )
 def value_attention(prob: _Problem, batch: int, *, layer: int | None, head: int | None) -> PrimaryAttribution:
-    """Attention x ||value|| at block `layer` (default the last); grouped-query heads share their value head."""
+    """Attention x ||value|| at block `layer` (default the last); grouped-query heads share their value head.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (its targets and model are read).
+        batch: Unused: one forward pass records the weights and value vectors for every target.
+        layer: The block whose weights and value vectors are read, 1..n_layers (None: the last).
+        head: One query head, 0..heads - 1 (weighted by its shared value head's norms), or None for the mean.
+
+    Returns:
+        Each target's value-weighted attention over the positions before it (the same for every target kind).
+    """
     layer = _layer_index(prob, layer)
     run = _attention_pass(prob, values=True)
     weights, norms = run.weights[layer - 1], run.value_norms[layer - 1]  # (H, n, n), (n, kv)
@@ -196,21 +232,37 @@ def value_attention(prob: _Problem, batch: int, *, layer: int | None, head: int 
 
 @dataclass(eq=False)
 class TokenAttention:
-    """What one query position attends to: `weights[l, h, i]` at block l + 1, head h, key position i."""
+    """What one query position attends to: `weights[l, h, i]` at block l + 1, head h, key position i.
+
+    Attributes:
+        tokens: The run's tokens that have captured attention (the key positions).
+        position: The query position.
+        weights: (layers, heads, positions) float32 attention weights of that query.
+    """
 
     tokens: list[str]
     position: int
     weights: np.ndarray
 
     def per_layer(self) -> np.ndarray:
-        """(layers, positions): the mean over heads."""
+        """(layers, positions): the mean over heads.
+
+        Returns:
+            The mean over heads of `weights`.
+        """
         return self.weights.mean(axis=1)
 
     def per_head(self, layer: int) -> np.ndarray:
-        """(heads, positions) at block `layer` (1-based)."""
-        if not 1 <= layer <= self.weights.shape[0]:
-            raise InputError(f"layer must be 1..{self.weights.shape[0]}, got {layer!r}")
-        return self.weights[layer - 1]
+        """(heads, positions) at block `layer` (1-based).
+
+        Args:
+            layer: The block, 1..layers.
+
+        Returns:
+            That block's weights, one row per head.
+        """
+        n = self.weights.shape[0]
+        return self.weights[check_int(layer, "layer", minimum=1, maximum=n, what=f"1..{n}") - 1]
 
 
 def token_attention(out: OutputSeq, position: int | None = None) -> TokenAttention:
@@ -229,6 +281,5 @@ def token_attention(out: OutputSeq, position: int | None = None) -> TokenAttenti
         raise InputError(f"this run holds {out.meta['attention_scope']}, not the generated tokens' attention")
     n = out.attention.shape[-1]
     position = n - 1 if position is None else position
-    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n:
-        raise InputError(f"position must be 0..{n - 1}, got {position!r}")
+    position = check_int(position, "position", minimum=0, maximum=n - 1, what=f"0..{n - 1}")
     return TokenAttention(list(out.tokens[:n]), position, np.asarray(out.attention[:, :, position, :], np.float32))

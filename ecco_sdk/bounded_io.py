@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
+from .checks import short
 from .errors import FileFormatError, InputError
 
 #: Default limit for one saved file, and separately for the arrays it inflates to (raise it with max_bytes=).
@@ -34,14 +35,17 @@ _NUMERIC_KINDS = "biuf"
 _NPY_HEADER_BYTES = 10_000  # numpy's own default cap on an npy header
 
 
-def short(value: Any, limit: int = 80) -> str:
-    """`repr(value)` cut to `limit` characters, so an error never echoes a huge crafted value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def open_regular(path: Path, max_bytes: int) -> BinaryIO:
-    """Open `path` for reading only if it is a regular file of at most `max_bytes` (checked on the open handle)."""
+    """Open `path` for reading only if it is a regular file of at most `max_bytes` (checked on the open handle).
+
+    Args:
+        path: The file to open.
+        max_bytes: The largest file size accepted.
+
+    Returns:
+        The open binary file; a missing path raises InputError, a directory, device, FIFO or larger file
+        FileFormatError.
+    """
     # O_NONBLOCK: opening a FIFO must not wait for a writer; it is then refused by the fstat below.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -82,7 +86,16 @@ def _file_kind(mode: int) -> str:
 
 
 def open_zip(fp: BinaryIO, what: str, allowed: int | None = None) -> zipfile.ZipFile:
-    """A ZipFile over `fp`, refused first if its central directory (what zipfile parses up front) is oversized."""
+    """A ZipFile over `fp`, refused first if its central directory (what zipfile parses up front) is oversized.
+
+    Args:
+        fp: The open binary file.
+        what: Names the file in error messages.
+        allowed: The most members accepted (None: any number within MAX_DIRECTORY_BYTES of directory).
+
+    Returns:
+        The ZipFile, reading from `fp`.
+    """
     try:
         # zipfile's own end-of-directory reader, so the size checked is exactly the one zipfile then reads.
         end = zipfile._EndRecData(fp)  # type: ignore[attr-defined]
@@ -105,13 +118,23 @@ def open_zip(fp: BinaryIO, what: str, allowed: int | None = None) -> zipfile.Zip
 
 
 class ByteBudget:
-    """Bytes a load may still inflate; `take` refuses a claim over what is left, before anything is read."""
+    """Bytes a load may still inflate; `take` refuses a claim over what is left, before anything is read.
+
+    Args:
+        limit: The bytes the whole load may inflate to.
+        what: Names the file in error messages.
+    """
 
     def __init__(self, limit: int, what: str) -> None:
         self.limit, self.left, self.what = int(limit), int(limit), what
 
     def take(self, n: int, claim: str) -> None:
-        """Count `n` bytes against the limit, or raise FileFormatError naming the claim."""
+        """Count `n` bytes against the limit, or raise FileFormatError naming the claim.
+
+        Args:
+            n: The bytes claimed.
+            claim: What claims them, e.g. "array factors", for the error message.
+        """
         if n > self.left:
             raise FileFormatError(
                 f"{self.what}: {claim} claims {n} bytes, over the {self.limit}-byte limit "
@@ -121,7 +144,17 @@ class ByteBudget:
 
 
 def read_member(zf: zipfile.ZipFile, name: str, budget: ByteBudget, what: str) -> bytes:
-    """One member's bytes, refused by its declared size and compression before inflating."""
+    """One member's bytes, refused by its declared size and compression before inflating.
+
+    Args:
+        zf: The open zip.
+        name: The member's name.
+        budget: The bytes the load may still inflate; the member's size is taken from it.
+        what: Names the file in error messages.
+
+    Returns:
+        The member's bytes, checked against its declared size.
+    """
     try:
         info = zf.getinfo(name)
     except KeyError as err:
@@ -150,7 +183,15 @@ def _check_compression(info: zipfile.ZipInfo, what: str) -> None:
 
 
 def read_json(data: bytes, what: str) -> Any:
-    """Parse JSON bytes; bad UTF-8, bad syntax and nesting deep enough to exhaust recursion are FileFormatErrors."""
+    """Parse JSON bytes; bad UTF-8, bad syntax and nesting deep enough to exhaust recursion are FileFormatErrors.
+
+    Args:
+        data: The JSON bytes (UTF-8).
+        what: Names the file in error messages.
+
+    Returns:
+        The parsed value.
+    """
     try:
         value = json.loads(data.decode("utf-8"))
         # A "\\ud800" escape parses to a lone surrogate, which breaks every later UTF-8 encode (HTML, JSON, logs).
@@ -167,7 +208,12 @@ def read_json(data: bytes, what: str) -> Any:
 
 
 class ArraySpec(NamedTuple):
-    """What an npy header claims (shape and dtype), so checks can run before the data is read."""
+    """What an npy header claims (shape and dtype), so checks can run before the data is read.
+
+    Attributes:
+        shape: The claimed shape.
+        dtype: The claimed dtype.
+    """
 
     shape: tuple[int, ...]
     dtype: np.dtype

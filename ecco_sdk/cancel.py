@@ -19,7 +19,15 @@ from .errors import Cancelled, TimeLimitError
 
 @dataclass
 class Budget:
-    """One request's stop conditions: a deadline on the monotonic clock and a cancel flag."""
+    """One request's stop conditions: a deadline on the monotonic clock and a cancel flag.
+
+    Attributes:
+        deadline: The `time.monotonic()` time to stop at (None: no deadline).
+        event: Set to cancel the work.
+        what: Names the work in the error message, e.g. "this request".
+        limit_s: The time cap in seconds, quoted in the error message.
+        hint: Added to the time-limit message, e.g. how to ask for less work.
+    """
 
     deadline: float | None = None
     event: threading.Event = field(default_factory=threading.Event)
@@ -32,11 +40,20 @@ class Budget:
         self.event.set()
 
     def remaining(self) -> float | None:
-        """Seconds left before the deadline (None: no deadline)."""
+        """Seconds left before the deadline (None: no deadline).
+
+        Returns:
+            The seconds left, never below 0, or None.
+        """
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def check(self) -> None:
-        """Raise Cancelled or TimeLimitError when the work should stop."""
+        """Raise Cancelled or TimeLimitError when the work should stop.
+
+        Raises:
+            Cancelled: the event was set.
+            TimeLimitError: the deadline has passed.
+        """
         if self.event.is_set():
             raise Cancelled(f"{self.what} was cancelled")
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -51,7 +68,17 @@ _CURRENT: ContextVar[Budget | None] = ContextVar("ecco_sdk_budget", default=None
 def limits(
     seconds: float | None = None, event: threading.Event | None = None, what: str = "this request", hint: str = ""
 ) -> Iterator[Budget]:
-    """Run the enclosed work under a time cap and/or a cancel flag; nested blocks keep the tighter deadline."""
+    """Run the enclosed work under a time cap and/or a cancel flag; nested blocks keep the tighter deadline.
+
+    Args:
+        seconds: The time cap from now (None: none of its own; an enclosing block's deadline still holds).
+        event: The cancel flag to watch (None: the enclosing block's, or a fresh one).
+        what: Names the work in the error messages.
+        hint: Added to the time-limit message, e.g. "ask for fewer steps".
+
+    Yields:
+        The Budget in force inside the block (its `cancel()` stops the work).
+    """
     outer = _CURRENT.get()
     deadline = None if seconds is None else time.monotonic() + float(seconds)
     if outer is not None and outer.deadline is not None and (deadline is None or outer.deadline < deadline):
@@ -67,19 +94,35 @@ def limits(
 
 
 def current() -> Budget | None:
-    """The budget of the enclosing `limits` block, if any."""
+    """The budget of the enclosing `limits` block, if any.
+
+    Returns:
+        That Budget, or None outside any `limits` block.
+    """
     return _CURRENT.get()
 
 
 def checkpoint() -> None:
-    """Stop here (raise Cancelled / TimeLimitError) if the enclosing request was cancelled or ran out of time."""
+    """Stop here (raise Cancelled / TimeLimitError) if the enclosing request was cancelled or ran out of time.
+
+    Raises:
+        Cancelled: the enclosing block's cancel flag is set.
+        TimeLimitError: its deadline has passed.
+    """
     budget = _CURRENT.get()
     if budget is not None:
         budget.check()
 
 
 def remaining(default: float | None = None) -> float | None:
-    """Seconds left for the enclosing request (or `default`), to bound a network timeout by it."""
+    """Seconds left for the enclosing request (or `default`), to bound a network timeout by it.
+
+    Args:
+        default: The timeout to use, in seconds, when no deadline is set (None: no timeout).
+
+    Returns:
+        The smaller of the seconds left and `default`, whichever is set; None when neither is.
+    """
     budget = _CURRENT.get()
     left = None if budget is None else budget.remaining()
     if left is None:

@@ -22,7 +22,15 @@ _install_lock = threading.Lock()
 
 @dataclass
 class Recording:
-    """What one call asked to capture, and the tensors captured so far (chunks along positions)."""
+    """What one call asked to capture, and the tensors captured so far (chunks along positions).
+
+    Args:
+        hidden_states: keep residual-stream states.
+        activations: keep FFN neuron activations.
+        activation_layers: keep FFN activations of these layers only (None: all).
+        hidden: captured states by stack and layer (filled by the hooks).
+        ffn: captured activations by stack and layer (filled by the hooks).
+    """
 
     hidden_states: bool = True
     activations: bool = True
@@ -34,17 +42,37 @@ class Recording:
         store.setdefault(stack, {}).setdefault(layer, []).append(t.detach().to("cpu", torch.float32))
 
     def add_hidden(self, stack: str, layer: int, t: torch.Tensor) -> None:
-        """Keep a residual-stream state (layer 0 = input of the first block)."""
+        """Keep a residual-stream state (layer 0 = input of the first block).
+
+        Args:
+            stack: the stack's name.
+            layer: 0 for the first block's input, i for block i-1's output.
+            t: the (batch, positions, hidden) state.
+        """
         if self.hidden_states:
             self._add(self.hidden, stack, layer, t)
 
     def add_ffn(self, stack: str, layer: int, t: torch.Tensor) -> None:
-        """Keep the FFN neuron activations of one block, if that layer was asked for."""
+        """Keep the FFN neuron activations of one block, if that layer was asked for.
+
+        Args:
+            stack: the stack's name.
+            layer: the block's index.
+            t: the (batch, positions, neurons) input of its FFN output projection.
+        """
         if self.activations and (self.activation_layers is None or layer in self.activation_layers):
             self._add(self.ffn, stack, layer, t)
 
     def stacked(self, kind: str, stack: str) -> torch.Tensor | None:
-        """(layers, batch, positions, width): chunks joined along positions, layers in numeric order."""
+        """Everything captured of one kind in one stack, as one tensor.
+
+        Args:
+            kind: "hidden" or "ffn".
+            stack: the stack's name.
+
+        Returns:
+            (layers, batch, positions, width): chunks joined along positions, layers in numeric order; or None.
+        """
         store = (self.hidden if kind == "hidden" else self.ffn).get(stack)
         if not store:
             return None
@@ -52,7 +80,11 @@ class Recording:
 
 
 def current() -> Recording | None:
-    """The recording the calling thread has open, if any."""
+    """The recording the calling thread has open, if any.
+
+    Returns:
+        The `Recording`, or None.
+    """
     return getattr(_local, "recording", None)
 
 
@@ -99,7 +131,12 @@ def _install_stack(stack: Stack) -> list[torch.utils.hooks.RemovableHandle]:
 
 
 def install(model: torch.nn.Module, adapter: Adapter) -> None:
-    """Attach the capture hooks to a shared model once; later calls are no-ops."""
+    """Attach the capture hooks to a shared model once; later calls are no-ops.
+
+    Args:
+        model: the shared model.
+        adapter: its adapter, naming the blocks and FFN projections to hook.
+    """
     with _install_lock:
         if getattr(model, "_ecco_sdk_hooks", None):
             return

@@ -64,7 +64,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .bounded_io import MAX_LOAD_BYTES, ByteBudget, open_regular, read_json, read_npz, short
-from .checks import as_real_array, check_choice, check_text
+from .checks import as_activations, check_choice, check_int, check_positive, check_text, check_tokens
 from .errors import FileFormatError, InputError
 
 NegativeMode = Literal["clip", "split", "shift"]
@@ -95,25 +95,6 @@ FactorFn = Callable[[list[str]], list[tuple[list[str], np.ndarray]]]
 # --------------------------------------------------------------------------------------------- input checks
 
 
-def _as_int(value: Any, name: str) -> int:
-    """Accept Python and numpy integers only, so 2.5 or True never silently becomes a count or index."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _as_activations(x: Any, name: str = "activations") -> np.ndarray:
-    """Read a numpy array or torch tensor shaped (layers, neurons, positions) as float32."""
-    arr = as_real_array(x, name, np.float32)
-    if arr.ndim != 3:
-        raise InputError(
-            f"{name} must be shaped (layers, neurons, positions), got shape {arr.shape}; for one layer use acts[None]"
-        )
-    if min(arr.shape) == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape}); it needs at least one layer, neuron and position")
-    return arr
-
-
 def _check_finite(arr: np.ndarray, name: str, layer_offset: int = 0) -> None:
     """Stop NaN/inf early, because NMF would fail on them with an unhelpful message."""
     if not np.isfinite(arr).all():
@@ -124,21 +105,9 @@ def _check_finite(arr: np.ndarray, name: str, layer_offset: int = 0) -> None:
         )
 
 
-def _check_tokens(tokens: Any, n_positions: int) -> list[str]:
-    """One display string per position, so factors line up with the text."""
-    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
-        raise InputError(f"tokens must be a list of strings, got {type(tokens).__name__}")
-    toks = list(tokens)
-    if not all(isinstance(t, str) for t in toks):
-        raise InputError("tokens must all be strings (display text, one per position)")
-    if len(toks) != n_positions:
-        raise InputError(f"got {len(toks)} tokens for {n_positions} activation positions; pass one token per position")
-    return toks
-
-
 def _check_n_input(n_input_tokens: Any, n_positions: int) -> int:
     """The prompt length must fit inside the text."""
-    n = _as_int(n_input_tokens, "n_input_tokens")
+    n = check_int(n_input_tokens, "n_input_tokens")
     if not 0 <= n <= n_positions:
         raise InputError(f"n_input_tokens must be between 0 and {n_positions} (the number of positions), got {n}")
     return n
@@ -146,8 +115,8 @@ def _check_n_input(n_input_tokens: Any, n_positions: int) -> int:
 
 def _layer_range(n_layers: int, from_layer: Any, to_layer: Any) -> tuple[int, int]:
     """Resolve the half-open layer range [from_layer, to_layer); None means the first / past-the-last layer."""
-    lo = 0 if from_layer is None else _as_int(from_layer, "from_layer")
-    hi = n_layers if to_layer is None else _as_int(to_layer, "to_layer")
+    lo = 0 if from_layer is None else check_int(from_layer, "from_layer")
+    hi = n_layers if to_layer is None else check_int(to_layer, "to_layer")
     if not 0 <= lo < n_layers:
         raise InputError(
             f"from_layer={lo} is out of range; valid values are 0..{n_layers - 1} (the model has {n_layers} layers)"
@@ -200,14 +169,13 @@ class _FitOptions:
 
 def _fit_options(seed: Any, max_iter: Any, tol: Any, normalize: Any, init: Any) -> _FitOptions:
     """Validate solver settings once, so both entry points reject the same mistakes the same way."""
-    seed_ = _as_int(seed, "seed")
+    seed_ = check_int(seed, "seed")
     if not 0 <= seed_ < 2**32:
         raise InputError(f"seed must be between 0 and 2**32 - 1, got {seed_}")
-    iters = _as_int(max_iter, "max_iter")
+    iters = check_int(max_iter, "max_iter")
     if iters < 1:
         raise InputError(f"max_iter must be at least 1, got {iters}")
-    if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating) or not (math.isfinite(tol) and tol > 0):
-        raise InputError(f"tol must be a positive number, got {tol!r}")
+    check_positive(tol, "tol")
     return _FitOptions(
         seed=seed_,
         max_iter=iters,
@@ -219,7 +187,7 @@ def _fit_options(seed: Any, max_iter: Any, tol: Any, normalize: Any, init: Any) 
 
 def _check_n_components(n_components: Any, n_rows: int, n_features: int) -> int:
     """NMF cannot find more factors than the smaller side of the matrix (positions, usually)."""
-    k = _as_int(n_components, "n_components")
+    k = check_int(n_components, "n_components")
     most = min(n_rows, n_features)
     if not 1 <= k <= most:
         side = "positions" if n_rows <= n_features else "features"
@@ -231,7 +199,17 @@ def _check_n_components(n_components: Any, n_rows: int, n_features: int) -> int:
 
 
 def neuron_index(from_layer: int, to_layer: int, n_neurons: int, negative: str) -> np.ndarray:
-    """Name every feature column as (layer, neuron, sign), so loadings can be traced back to neurons."""
+    """Name every feature column as (layer, neuron, sign), so loadings can be traced back to neurons.
+
+    Args:
+        from_layer: The first layer of the range (inclusive).
+        to_layer: The end of the layer range (exclusive).
+        n_neurons: Neurons per layer.
+        negative: The negative-value mode; "split" adds a second copy of every column with sign -1.
+
+    Returns:
+        An int32 array of shape (n_features, 3), one (layer, neuron, sign) row per feature column.
+    """
     layers = np.repeat(np.arange(from_layer, to_layer), n_neurons)
     neurons = np.tile(np.arange(n_neurons), to_layer - from_layer)
     plus = np.stack([layers, neurons, np.ones_like(layers)], axis=1)
@@ -423,10 +401,10 @@ def _lazy(module: str, name: str) -> Any:
 def _top_neurons(components: np.ndarray, index: np.ndarray, factor: Any, n: Any) -> list[tuple[int, int, float]]:
     """Largest loadings of one factor as (layer, neuron, weight), weight negative for negative-part features."""
     k = components.shape[0]
-    f = _as_int(factor, "factor")
+    f = check_int(factor, "factor")
     if not -k <= f < k:
         raise InputError(f"factor must be between 0 and {k - 1} (there are {k} factors), got {f}")
-    count = _as_int(n, "n")
+    count = check_int(n, "n")
     if count < 1:
         raise InputError(f"n must be at least 1, got {count}")
     row = components[f]
@@ -475,7 +453,23 @@ def _read_npz(
 
 @dataclass
 class NMFResult:
-    """Factors found in one text: where each neuron group fires (`factors`) and which neurons form it."""
+    """Factors found in one text: where each neuron group fires (`factors`) and which neurons form it.
+
+    Attributes:
+        tokens: One display string per factorized position.
+        factors: (n_components, positions) float32 activations, >= 0, strongest factor first.
+        components: (n_components, n_features) float32 loadings, >= 0, unit L2 (or max) rows.
+        neuron_index: (n_features, 3) int32 rows of (layer, neuron, sign), naming each feature column.
+        layers: The half-open layer range [from_layer, to_layer) that was used.
+        negative: How negative activations were made non-negative: "clip", "split" or "shift".
+        n_input_tokens: How many of the positions are the prompt.
+        normalize: How component rows were scaled: "l2" or "max".
+        reconstruction_error: ||X - W H||_F on the non-negative matrix.
+        relative_error: reconstruction_error / ||X||_F.
+        explained_fraction: 1 - relative_error**2, the share of ||X||_F^2 reproduced (uncentred).
+        positions: The original position of each column when a subset was factorized, else None.
+        meta: Solver settings and provenance.
+    """
 
     tokens: list[str]
     factors: np.ndarray  # (n_components, positions) float32, >= 0
@@ -506,25 +500,62 @@ class NMFResult:
 
         weight is the normalised loading; with negative="split" it is negated for a neuron's negative-part
         feature (the factor is active when that neuron is *negative*), so the same neuron may appear twice.
+
+        Args:
+            factor: The factor's index (negative counts from the end).
+            n: How many neurons to return, at least 1.
+
+        Returns:
+            Up to `n` (layer, neuron, weight) tuples.
         """
         return _top_neurons(self.components, self.neuron_index, factor, n)
 
     def explore(self, top_n: int = 10, **kw: Any) -> Any:
-        """Interactive HTML view of the factors over the tokens (ecco_sdk.render.factors_view)."""
+        """Interactive HTML view of the factors over the tokens (ecco_sdk.render.factors_view).
+
+        Args:
+            top_n: How many top neurons to list per factor.
+            **kw: Passed on to `ecco_sdk.render.factors_view`, e.g. `explanations` or `selected`.
+
+        Returns:
+            A `Visual` that shows itself in a notebook and saves as one HTML file.
+        """
         view = _lazy("render", "factors_view")
         tops = [self.top_neurons(k, top_n) for k in range(self.n_components)]
         return view(self.tokens, self.factors, top_neurons=tops, **kw)
 
     def plot(self, **kw: Any) -> Any:
-        """Matplotlib figure of each factor's activation over the tokens (ecco_sdk.render.factors_figure)."""
+        """Matplotlib figure of each factor's activation over the tokens (ecco_sdk.render.factors_figure).
+
+        Args:
+            **kw: Passed on to `ecco_sdk.render.factors_figure`.
+
+        Returns:
+            A matplotlib Figure.
+        """
         return _lazy("render", "factors_figure")(self.tokens, self.factors, **kw)
 
     def explain(self, **kw: Any) -> Any:
-        """LLM-written explanation of each factor (ecco_sdk.explain.explain_factors; kw are forwarded)."""
+        """LLM-written explanation of each factor (ecco_sdk.explain.explain_factors; kw are forwarded).
+
+        Args:
+            **kw: Passed on to `ecco_sdk.explain.explain_factors`, e.g. `backend` or `n_examples`.
+
+        Returns:
+            One Explanation per factor, in factor order.
+        """
         return _lazy("explain", "explain_factors")(self.tokens, self.factors, **kw)
 
     def to_dict(self, full: bool = False, top_n: int = 10) -> dict[str, Any]:
-        """JSON-serializable view: factors and top neurons; the big component matrix only when `full`."""
+        """JSON-serializable view: factors and top neurons; the big component matrix only when `full`.
+
+        Args:
+            full: Include the component matrix and the neuron index.
+            top_n: How many top neurons to list per factor.
+
+        Returns:
+            A dict of plain lists, numbers and strings.
+        """
         out: dict[str, Any] = {
             "kind": "nmf",
             "tokens": list(self.tokens),
@@ -548,7 +579,14 @@ class NMFResult:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write the result to one .npz file (arrays plus JSON metadata), readable by NMFResult.load."""
+        """Write the result to one .npz file (arrays plus JSON metadata), readable by NMFResult.load.
+
+        Args:
+            path: The file to write, used exactly as given (no suffix is added).
+
+        Returns:
+            The path written.
+        """
         meta = {k: v for k, v in self.to_dict().items() if k not in ("factors", "top_neurons", "positions")}
         meta["format"] = _FORMAT
         arrays = {"factors": self.factors, "components": self.components, "neuron_index": self.neuron_index}
@@ -558,7 +596,14 @@ class NMFResult:
 
     @classmethod
     def load(cls, path: str | Path) -> NMFResult:
-        """Read a result written by NMFResult.save."""
+        """Read a result written by NMFResult.save.
+
+        Args:
+            path: The .npz file; files over the load limit or of another kind are refused.
+
+        Returns:
+            The result, equal to the one saved.
+        """
         arrays, meta = _read_npz(path, "nmf", ("factors", "components", "neuron_index"))
         return cls(
             tokens=list(meta["tokens"]),
@@ -602,15 +647,29 @@ def run_nmf(
 ) -> NMFResult:
     """Factorize one text's FFN activations into `n_components` neuron groups and where each fires.
 
-    activations: (layers, neurons, positions) for every layer, numpy or torch. tokens: one display string per
-    position. Layers [from_layer, to_layer) are used (None = all); `positions` (None, slice, boolean mask or
-    increasing indices) restricts the columns factorized. `negative` is "clip", "split" or "shift" and
-    `normalize` "l2" or "max" (module docstring). n_components may be 1..number of positions. Factors come
-    ordered by descending total activation and a run is deterministic for a given `seed`.
+    Factors come ordered by descending total activation and a run is deterministic for a given `seed`.
+
+    Args:
+        activations: (layers, neurons, positions) for every layer, numpy or torch.
+        tokens: One display string per position.
+        n_components: How many factors to find, 1..number of positions.
+        from_layer: The first layer used (None: the first).
+        to_layer: The end of the layer range, exclusive (None: past the last layer).
+        positions: Restricts the columns factorized: None, a slice, a boolean mask or increasing indices.
+        negative: "clip", "split" or "shift": how negative activations are handled (module docstring).
+        n_input_tokens: How many positions are the prompt (kept for the views).
+        seed: Seed of the solver's initialisation, 0..2**32 - 1.
+        max_iter: Most solver iterations, at least 1.
+        tol: The solver's stopping tolerance, a positive number.
+        normalize: "l2" or "max": how component rows are scaled.
+        init: The NMF initialisation, e.g. "nndsvda".
+
+    Returns:
+        The factors, their neuron loadings and the fit's errors.
     """
-    acts = _as_activations(activations)
+    acts = as_activations(activations)
     n_layers, n_neurons, n_pos = acts.shape
-    toks = _check_tokens(tokens, n_pos)
+    toks = check_tokens(tokens, n_pos)
     n_input = _check_n_input(n_input_tokens, n_pos)
     lo, hi = _layer_range(n_layers, from_layer, to_layer)
     negative = check_choice(negative, "negative", NEGATIVE_MODES)  # type: ignore[assignment]
@@ -646,7 +705,26 @@ def run_nmf(
 
 @dataclass
 class FactorModel:
-    """NMF components fitted on many texts, applied to new text so factor k means the same neurons everywhere."""
+    """NMF components fitted on many texts, applied to new text so factor k means the same neurons everywhere.
+
+    Attributes:
+        components: (n_components, n_features) float32 loadings, ordered and normalised as in run_nmf.
+        neuron_index: (n_features, 3) int32 rows of (layer, neuron, sign).
+        layers: The half-open layer range [from_layer, to_layer).
+        n_layers: Layers in the activations the model expects.
+        n_neurons: Neurons per layer.
+        negative: "clip", "split" or "shift", as in run_nmf.
+        normalize: "l2" or "max", as in run_nmf.
+        offsets: For negative="shift", the per-feature corpus minimum subtracted before clipping.
+        totals: (n_components,) total factor activation over the fitted positions.
+        n_texts: How many texts the model was fitted on.
+        n_positions: Positions the NMF was fitted on (after any subsampling).
+        n_positions_total: Positions in the corpus.
+        reconstruction_error: ||X - W H||_F on the fitted matrix.
+        relative_error: reconstruction_error / ||X||_F.
+        explained_fraction: 1 - relative_error**2.
+        meta: Solver settings.
+    """
 
     components: np.ndarray  # (n_components, n_features) float32, ordered and normalised as in run_nmf
     neuron_index: np.ndarray  # (n_features, 3) int32 rows of (layer, neuron, sign)
@@ -676,8 +754,15 @@ class FactorModel:
         return int(self.components.shape[1])
 
     def features(self, activations: Any) -> np.ndarray:
-        """Non-negative (positions, features) matrix of one text, prepared exactly as during fitting."""
-        acts = _as_activations(activations)
+        """Non-negative (positions, features) matrix of one text, prepared exactly as during fitting.
+
+        Args:
+            activations: (layers, neurons, positions) activations from the model the factors were fitted on.
+
+        Returns:
+            A float32 (positions, n_features) matrix.
+        """
+        acts = as_activations(activations)
         if acts.shape[:2] != (self.n_layers, self.n_neurons):
             raise InputError(
                 f"activations have {acts.shape[0]} layers x {acts.shape[1]} neurons; this model was fitted on "
@@ -688,9 +773,18 @@ class FactorModel:
         return _nonnegative(_signed_matrix(acts[lo:hi]), self.negative, self.offsets)
 
     def transform(self, activations: Any, tokens: Sequence[str], n_input_tokens: int = 0) -> NMFResult:
-        """Factor activations of a new text under the fixed, fitted components (training order kept)."""
-        acts = _as_activations(activations)
-        toks = _check_tokens(tokens, acts.shape[2])
+        """Factor activations of a new text under the fixed, fitted components (training order kept).
+
+        Args:
+            activations: (layers, neurons, positions) activations of the new text.
+            tokens: One display string per position.
+            n_input_tokens: How many positions are the prompt.
+
+        Returns:
+            An NMFResult whose factor k means the same neurons as in every other text.
+        """
+        acts = as_activations(activations)
+        toks = check_tokens(tokens, acts.shape[2])
         n_input = _check_n_input(n_input_tokens, acts.shape[2])
         x = self.features(acts)
         w = _solve_w(
@@ -718,8 +812,12 @@ class FactorModel:
     def factor_fn(self, activations_for: ActivationsFor) -> FactorFn:
         """Adapt a capture function into the `factor_fn(texts) -> [(tokens, factors)]` that held-out scoring takes.
 
-        activations_for(texts) must return one (tokens, activations) pair per text, activations shaped
-        (layers, neurons, positions) like the training data.
+        Args:
+            activations_for: activations_for(texts) returns one (tokens, activations) pair per text,
+                activations shaped (layers, neurons, positions) like the training data.
+
+        Returns:
+            factor_fn(texts) -> one (tokens, factors) pair per text, factors shaped (n_components, positions).
         """
 
         def factor_fn(texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
@@ -731,11 +829,27 @@ class FactorModel:
         return factor_fn
 
     def top_neurons(self, factor: int, n: int = 10) -> list[tuple[int, int, float]]:
-        """The `n` strongest (layer, neuron, weight) of one factor; negative weight = negative-part feature."""
+        """The `n` strongest (layer, neuron, weight) of one factor; negative weight = negative-part feature.
+
+        Args:
+            factor: The factor's index (negative counts from the end).
+            n: How many neurons to return, at least 1.
+
+        Returns:
+            Up to `n` (layer, neuron, weight) tuples, strongest first.
+        """
         return _top_neurons(self.components, self.neuron_index, factor, n)
 
     def to_dict(self, full: bool = False, top_n: int = 10) -> dict[str, Any]:
-        """JSON-serializable summary; the component matrix, index and offsets only when `full`."""
+        """JSON-serializable summary; the component matrix, index and offsets only when `full`.
+
+        Args:
+            full: Include the component matrix, the neuron index and the offsets.
+            top_n: How many top neurons to list per factor.
+
+        Returns:
+            A dict of plain lists, numbers and strings.
+        """
         out: dict[str, Any] = {
             "kind": "factor_model",
             "layers": [int(self.layers[0]), int(self.layers[1])],
@@ -762,7 +876,14 @@ class FactorModel:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write the model to one .npz file (arrays plus JSON metadata), readable by FactorModel.load."""
+        """Write the model to one .npz file (arrays plus JSON metadata), readable by FactorModel.load.
+
+        Args:
+            path: The file to write, used exactly as given (no suffix is added).
+
+        Returns:
+            The path written.
+        """
         meta = {k: v for k, v in self.to_dict().items() if k not in ("top_neurons", "totals")}
         meta["format"] = _FORMAT
         arrays = {"components": self.components, "neuron_index": self.neuron_index}
@@ -774,7 +895,14 @@ class FactorModel:
 
     @classmethod
     def load(cls, path: str | Path) -> FactorModel:
-        """Read a model written by FactorModel.save."""
+        """Read a model written by FactorModel.save.
+
+        Args:
+            path: The .npz file; files over the load limit or of another kind are refused.
+
+        Returns:
+            The model, equal to the one saved.
+        """
         arrays, meta = _read_npz(path, "factor_model", ("components", "neuron_index"))
         comps, index = arrays["components"], arrays["neuron_index"]
         if comps.ndim != 2 or index.shape != (comps.shape[1], 3):
@@ -814,7 +942,7 @@ def _corpus_arrays(activation_list: Any) -> list[np.ndarray]:
             "activation_list must be a list of (layers, neurons, positions) arrays, one per text; "
             "for a single text pass [activations]"
         )
-    arrays = [_as_activations(a, f"activation_list[{i}]") for i, a in enumerate(activation_list)]
+    arrays = [as_activations(a, f"activation_list[{i}]") for i, a in enumerate(activation_list)]
     if not arrays:
         raise InputError("activation_list is empty; pass at least one text's activations")
     shape = arrays[0].shape[:2]
@@ -841,7 +969,7 @@ def _check_max_positions(max_positions: Any) -> int | None:
     """The subsampling cap must be None or at least 2 positions."""
     if max_positions is None:
         return None
-    cap = _as_int(max_positions, "max_positions")
+    cap = check_int(max_positions, "max_positions")
     if cap < 2:
         raise InputError(f"max_positions must be at least 2 (or None for no cap), got {cap}")
     return cap
@@ -862,10 +990,25 @@ def fit_factor_model(
 ) -> FactorModel:
     """Fit one NMF on the positions of many texts, so factors can be compared and scored on held-out text.
 
-    activation_list: one (layers, neurons, positions_i) array per text, all from the same model. Positions
-    are stacked row-wise into one float32 matrix; above `max_positions` (None = no cap) a seeded uniform
-    sample of positions is used and a UserWarning says so. Normalisation, ordering and the negative modes
-    are those of run_nmf; with "shift" the per-neuron minimum is taken over the whole corpus.
+    Positions are stacked row-wise into one float32 matrix; above `max_positions` a seeded uniform sample of
+    positions is used and a UserWarning says so. Normalisation, ordering and the negative modes are those of
+    run_nmf; with "shift" the per-neuron minimum is taken over the whole corpus.
+
+    Args:
+        activation_list: One (layers, neurons, positions_i) array per text, all from the same model.
+        n_components: How many factors to find.
+        from_layer: The first layer used (None: the first).
+        to_layer: The end of the layer range, exclusive (None: past the last layer).
+        negative: "clip", "split" or "shift", as in run_nmf.
+        seed: Seed of the initialisation and of the position sample.
+        max_positions: Most positions fitted, at least 2 (None: no cap).
+        max_iter: Most solver iterations.
+        tol: The solver's stopping tolerance.
+        normalize: "l2" or "max", as in run_nmf.
+        init: The NMF initialisation, e.g. "nndsvda".
+
+    Returns:
+        The fitted FactorModel.
     """
     arrays = _corpus_arrays(activation_list)
     n_layers, n_neurons = arrays[0].shape[:2]
@@ -921,7 +1064,16 @@ def fit_factor_model(
 
 
 def texts_activations(lm: Any, texts: Sequence[str], batch_size: int = 8) -> list[tuple[list[str], np.ndarray]]:
-    """FFN activations of many texts through batched forward passes (padding removed), for corpus analyses."""
+    """FFN activations of many texts through batched forward passes (padding removed), for corpus analyses.
+
+    Args:
+        lm: A loaded `ecco_sdk.LM`.
+        texts: The texts to run.
+        batch_size: Texts per forward pass.
+
+    Returns:
+        One (tokens, activations) pair per text, activations shaped (layers, neurons, positions).
+    """
     from tqdm.auto import tqdm
 
     texts = list(texts)
@@ -946,7 +1098,18 @@ def texts_activations(lm: Any, texts: Sequence[str], batch_size: int = 8) -> lis
 
 
 def fit_corpus_nmf(lm: Any, texts: Sequence[str], n_components: int = 4, batch_size: int = 8, **kw: Any) -> FactorModel:
-    """Fit one factor model on many texts run through `lm`; apply it to new text with `apply_factor_model`."""
+    """Fit one factor model on many texts run through `lm`; apply it to new text with `apply_factor_model`.
+
+    Args:
+        lm: A loaded `ecco_sdk.LM`.
+        texts: The corpus.
+        n_components: How many factors to find.
+        batch_size: Texts per forward pass.
+        **kw: Passed on to `fit_factor_model`, e.g. `from_layer` or `max_positions`.
+
+    Returns:
+        The fitted FactorModel.
+    """
     pairs = texts_activations(lm, texts, batch_size)
     model = fit_factor_model([acts for _, acts in pairs], n_components=n_components, **kw)
     model.meta["model_name"] = lm.name
@@ -954,6 +1117,15 @@ def fit_corpus_nmf(lm: Any, texts: Sequence[str], n_components: int = 4, batch_s
 
 
 def apply_factor_model(model: FactorModel, lm: Any, text: str) -> NMFResult:
-    """Factor activations of a new text under a corpus-fitted model."""
+    """Factor activations of a new text under a corpus-fitted model.
+
+    Args:
+        model: A FactorModel fitted on activations of `lm`.
+        lm: The loaded `ecco_sdk.LM` the model was fitted with.
+        text: The new text.
+
+    Returns:
+        The text's factors under the model's fixed components.
+    """
     ((tokens, acts),) = texts_activations(lm, [text])
     return model.transform(acts, tokens)

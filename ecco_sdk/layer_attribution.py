@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+# The underscore names are attribution.py's internals shared by the analyses (one problem, one result builder).
 from .attribution import (
     PrimaryAttribution,
     _masked,
@@ -37,6 +38,7 @@ from .attribution import (
     register_method,
 )
 from .cancel import checkpoint
+from .checks import check_int, is_int
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -51,6 +53,19 @@ class LayerAttribution:
     `scores_sum` is the signed sum over the hidden dimension; `scores_l2` the L2 norm normalised to sum
     to 1 over each row's positions. Positions that cannot influence the target (at or after it, or
     outside the scope) hold NaN.
+
+    Attributes:
+        method: "grad_x_act" or "ig".
+        target_kind: What the target measured: "prob", "logprob", "logit", or "contrast" (with a foil).
+        scope: "prefix" (every earlier position) or "prompt" (prompt positions only).
+        tokens: Every token of the run.
+        n_input_tokens: How many of them are the prompt.
+        target_position: The sequence position of the attributed (generated) token.
+        target_id: Its token id.
+        layers: (rows,) the layer of each row: 0 = the input embeddings, l = the output of block l.
+        scores_sum: (rows, positions) the signed sums described above.
+        scores_l2: (rows, positions) the normalised L2 norms described above.
+        params: The options it ran with (n_steps for "ig").
     """
 
     method: str
@@ -66,7 +81,14 @@ class LayerAttribution:
     params: dict[str, Any]
 
     def scores(self, aggregation: str = "sum") -> np.ndarray:
-        """(layers, positions) scores: 'sum' (signed) or 'l2' (normalised norm)."""
+        """(layers, positions) scores: 'sum' (signed) or 'l2' (normalised norm).
+
+        Args:
+            aggregation: 'sum' for `scores_sum` or 'l2' for `scores_l2`.
+
+        Returns:
+            The chosen array itself (not a copy), NaN where a position cannot influence the target.
+        """
         if aggregation not in ("l2", "sum"):
             raise InputError(f"aggregation must be 'l2' or 'sum', got {aggregation!r}")
         return self.scores_l2 if aggregation == "l2" else self.scores_sum
@@ -107,8 +129,9 @@ def _block(prob: _Problem, layer: Any) -> torch.nn.Module:
     if prob.lm.kind != "causal":
         raise InputError("layer attributions are implemented for causal (decoder-only) models")
     n = prob.lm.adapter.main.n_layers
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= n:
-        raise InputError(f"layer must be a block number 1..{n} (its output is attributed), got {layer!r}")
+    layer = check_int(
+        layer, "layer", minimum=1, maximum=n, what=f"a block number 1..{n}", hint=" (its output is attributed)"
+    )
     return prob.lm.adapter.main.blocks[layer - 1]
 
 
@@ -175,7 +198,16 @@ def _default_layer(prob: _Problem, layer: int | None) -> int:
     options={"layer": None},
 )
 def layer_grad_x_act(prob: _Problem, batch: int, *, layer: int | None) -> PrimaryAttribution:
-    """One forward and one backward per target through the blocks after L."""
+    """One forward and one backward per target through the blocks after L.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (embeddings, baseline, targets, scope).
+        batch: Unused: one forward pass serves every target.
+        layer: The block whose output is attributed, 1..n_layers (None: the middle block, n_layers // 2).
+
+    Returns:
+        Gradient x activation at that block's output, with per-dimension `raw` scores (hidden width).
+    """
     layer = _default_layer(prob, layer)
     grads, state, _ = _layer_path(prob, layer, np.ones(1), np.ones(1), batch, "layer_grad_x_act")
     return _layer_result(prob, "layer_grad_x_act", grads * state[None], {"layer": layer})
@@ -188,7 +220,19 @@ def layer_grad_x_act(prob: _Problem, batch: int, *, layer: int | None) -> Primar
     options={"layer": None, "n_steps": 50, "integration": "gausslegendre"},
 )
 def layer_ig(prob: _Problem, batch: int, *, layer: int | None, n_steps: int, integration: str) -> PrimaryAttribution:
-    """Like captum's LayerIntegratedGradients; `delta` is the completeness error per target."""
+    """Like captum's LayerIntegratedGradients; `delta` is the completeness error per target.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (embeddings, baseline, targets, scope).
+        batch: Interpolation steps per forward pass.
+        layer: The block whose output is attributed, 1..n_layers (None: the middle block, n_layers // 2).
+        n_steps: Integration steps (>= 1).
+        integration: The path-integral rule: "gausslegendre", "riemann_trapezoid", "riemann_middle",
+            "riemann_left" or "riemann_right".
+
+    Returns:
+        Layer integrated gradients, with per-dimension `raw` scores (hidden width) and `delta`.
+    """
     layer = _default_layer(prob, layer)
     alphas, weights = _path_points(n_steps, integration)
     grads, state, base = _layer_path(prob, layer, alphas, weights, batch, "layer_ig")
@@ -240,7 +284,7 @@ def layer_attributions(
     Returns:
         A LayerAttribution with (layers, positions) arrays.
     """
-    lm = out._require_lm()
+    lm = out.require_lm()
     if method not in ("grad_x_act", "ig"):
         raise InputError(f"method must be 'grad_x_act' or 'ig', got {method!r}")
     prob = _problem(lm, out, target_kind, foil, scope, baseline)
@@ -273,9 +317,9 @@ def layer_attributions(
 
 def _target_index(prob: _Problem, target: Any) -> int:
     n = prob.n_targets
-    if isinstance(target, bool) or not isinstance(target, int) or not -n <= target < n:
+    if not (is_int(target) and -n <= target < n):  # inline: check_int's "must be ..." cannot say "must index"
         raise InputError(f"target must index one of the {n} generated tokens (0..{n - 1} or negative), got {target!r}")
-    return target % n
+    return int(target) % n
 
 
 def _single_target(prob: _Problem, j: int) -> _Problem:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .checks import check_int
 from .errors import InputError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -29,7 +30,15 @@ _ROW_ELEMENTS = 2**25  # logits computed at once (rows x vocab), about 128 MB of
 
 @dataclass
 class LayerPredictions:
-    """Top-k tokens each layer would predict at one position, with their probabilities."""
+    """Top-k tokens each layer would predict at one position, with their probabilities.
+
+    Attributes:
+        position: The index into out.tokens of the predicted token.
+        layers: The hidden-state rows read (0 = embeddings, L = last block).
+        token_ids: (layers, k) token ids, most likely first.
+        tokens: The same tokens as strings, one list per layer.
+        probs: (layers, k) probabilities.
+    """
 
     position: int
     layers: list[int]
@@ -38,19 +47,36 @@ class LayerPredictions:
     probs: np.ndarray  # (layers, k)
 
     def plot(self, **kw: Any):
-        """Heatmap of each layer's top predictions (matplotlib Figure)."""
+        """Heatmap of each layer's top predictions (matplotlib Figure).
+
+        Args:
+            **kw: Passed on to `ecco_sdk.render.layer_predictions_figure`.
+        """
         from .render import layer_predictions_figure
 
         return layer_predictions_figure(self.tokens, self.probs, [f"L{i}" for i in self.layers], **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable view."""
+        """JSON-serializable view.
+
+        Returns:
+            The fields as a dict, arrays as nested lists.
+        """
         return _jsonable(asdict(self))
 
 
 @dataclass
 class Rankings:
-    """How each layer ranked the token that actually came at each position (1 = top choice)."""
+    """How each layer ranked the token that actually came at each position (1 = top choice).
+
+    Attributes:
+        layers: The hidden-state rows read (0 = embeddings, L = last block).
+        positions: The indices into out.tokens that were ranked.
+        token_ids: (positions,) the actual token ids.
+        tokens: The actual tokens as strings.
+        ranks: (layers, positions) int ranks, 1 = the layer's top choice.
+        probs: (layers, positions) the actual token's probability under each layer.
+    """
 
     layers: list[int]
     positions: list[int]
@@ -60,19 +86,36 @@ class Rankings:
     probs: np.ndarray  # (layers, positions)
 
     def plot(self, **kw: Any):
-        """Rank heatmap, layers x tokens (matplotlib Figure)."""
+        """Rank heatmap, layers x tokens (matplotlib Figure).
+
+        Args:
+            **kw: Passed on to `ecco_sdk.render.rankings_figure`.
+        """
         from .render import rankings_figure
 
         return rankings_figure(self.ranks, [f"L{i}" for i in self.layers], self.tokens, **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable view."""
+        """JSON-serializable view.
+
+        Returns:
+            The fields as a dict, arrays as nested lists.
+        """
         return _jsonable(asdict(self))
 
 
 @dataclass
 class RankingsWatch:
-    """How each layer ranked a few watched candidate tokens at one position."""
+    """How each layer ranked a few watched candidate tokens at one position.
+
+    Attributes:
+        position: The index into out.tokens where the candidates were ranked.
+        layers: The hidden-state rows read (0 = embeddings, L = last block).
+        watch_ids: (watch,) the watched token ids.
+        watch_tokens: The watched tokens as strings.
+        ranks: (layers, watch) int ranks, 1 = the layer's top choice.
+        probs: (layers, watch) probabilities.
+    """
 
     position: int
     layers: list[int]
@@ -82,13 +125,21 @@ class RankingsWatch:
     probs: np.ndarray  # (layers, watch)
 
     def plot(self, **kw: Any):
-        """Rank heatmap, layers x watched tokens (matplotlib Figure)."""
+        """Rank heatmap, layers x watched tokens (matplotlib Figure).
+
+        Args:
+            **kw: Passed on to `ecco_sdk.render.rankings_watch_figure`.
+        """
         from .render import rankings_watch_figure
 
         return rankings_watch_figure(self.ranks, [f"L{i}" for i in self.layers], self.watch_tokens, **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable view."""
+        """JSON-serializable view.
+
+        Returns:
+            The fields as a dict, arrays as nested lists.
+        """
         return _jsonable(asdict(self))
 
 
@@ -100,7 +151,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_lens(out: OutputSeq):
-    lm = out._require_lm()
+    lm = out.require_lm()
     if lm.adapter.head is None:
         raise UnsupportedModelError(
             f"{lm.name!r} has no output head, so there is nothing to read layers out with; the logit lens needs "
@@ -118,9 +169,7 @@ def _layer_rows(out: OutputSeq, layer: int | None, include_embeddings: bool) -> 
     """Hidden-state rows to read: 1..L are block outputs, 0 the embedding output."""
     n = out.hidden_states.shape[0] - 1
     if layer is not None:
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= n:
-            raise InputError(f"layer must be an integer in 0..{n} (0 = embeddings, {n} = last block), got {layer!r}")
-        return [layer]
+        return [check_int(layer, "layer", minimum=0, maximum=n, hint=f" (0 = embeddings, {n} = last block)")]
     return list(range(0 if include_embeddings else 1, n + 1))
 
 
@@ -129,21 +178,12 @@ def _state_index(out: OutputSeq, position: int) -> int:
     n_tokens = len(out.tokens)
     if out.kind == "seq2seq":
         lo, hi = out.n_input_tokens + 1, n_tokens
-        if isinstance(position, bool) or not isinstance(position, int) or not lo <= position <= hi:
-            raise InputError(
-                f"position must be a decoder position in {lo}..{hi} (index into out.tokens), got {position!r}"
-            )
-        return position - out.n_input_tokens - 1
+        what = f"a decoder position in {lo}..{hi} (index into out.tokens)"
+        return check_int(position, "position", minimum=lo, maximum=hi, what=what) - out.n_input_tokens - 1
     if out.kind == "encoder":
-        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n_tokens:
-            raise InputError(f"position must be in 0..{n_tokens - 1}, got {position!r}")
-        return position
-    if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= n_tokens:
-        raise InputError(
-            f"position must be an index into out.tokens in 1..{n_tokens} (the predicted token; {n_tokens} = "
-            f"what comes next), got {position!r}"
-        )
-    return position - 1
+        return check_int(position, "position", minimum=0, maximum=n_tokens - 1, what=f"in 0..{n_tokens - 1}")
+    what = f"an index into out.tokens in 1..{n_tokens} (the predicted token; {n_tokens} = what comes next)"
+    return check_int(position, "position", minimum=1, maximum=n_tokens, what=what) - 1
 
 
 def _default_position(out: OutputSeq) -> int:
@@ -207,10 +247,7 @@ def _normed(lm, states: torch.Tensor) -> torch.Tensor:
 
 
 def _vocab_size(lm) -> int:
-    head = lm.adapter.head
-    if isinstance(head, torch.nn.Linear):
-        return head.out_features
-    return int(getattr(lm.model.config, "vocab_size", 32000))
+    return lm.adapter.vocab_size
 
 
 # ----- analyses ---------------------------------------------------------------------------------------
@@ -223,12 +260,23 @@ def layer_predictions(
     layer: int | None = None,
     include_embeddings: bool = False,
 ) -> LayerPredictions:
-    """The top-k tokens each layer (or one `layer`) would predict for the token at `position`."""
+    """The top-k tokens each layer (or one `layer`) would predict for the token at `position`.
+
+    Args:
+        out: A run of a model loaded with hidden states (`lm.generate(...)` or `lm(...)`).
+        position: The index into out.tokens of the token to predict (None: the first generated token,
+            else what comes next).
+        topk: How many tokens per layer, 1..vocabulary size.
+        layer: Only this hidden-state row, 0..L (None: every block).
+        include_embeddings: Also read the embedding output (row 0).
+
+    Returns:
+        The LayerPredictions.
+    """
     lm = _check_lens(out)
     position = _default_position(out) if position is None else position
     idx = _state_index(out, position)
-    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= _vocab_size(lm):
-        raise InputError(f"topk must be an integer in 1..{_vocab_size(lm)}, got {topk!r}")
+    topk = check_int(topk, "topk", minimum=1, maximum=_vocab_size(lm))
     rows = _layer_rows(out, layer, include_embeddings)
     states = _states(out, rows, [idx])
     ids, probs = [], []
@@ -275,7 +323,16 @@ def _ranks_of(lm, states: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarr
 def rankings(
     out: OutputSeq, positions: Sequence[int] | str | None = None, include_embeddings: bool = False
 ) -> Rankings:
-    """Rank of each actual token under every layer: generated tokens by default, `positions="all"` for all."""
+    """Rank of each actual token under every layer: generated tokens by default, `positions="all"` for all.
+
+    Args:
+        out: A run of a model loaded with hidden states.
+        positions: Indices into out.tokens, "all", or None for the generated tokens.
+        include_embeddings: Also read the embedding output (row 0).
+
+    Returns:
+        The Rankings.
+    """
     lm = _check_lens(out)
     if positions is None:
         positions = out.generated_positions
@@ -307,13 +364,22 @@ def rankings(
 def rankings_watch(
     out: OutputSeq, watch: Sequence[str | int], position: int | None = None, include_embeddings: bool = False
 ) -> RankingsWatch:
-    """Rank of each watched token (e.g. ' is' vs ' are') under every layer at one position."""
-    from .attribution import _single_token_id
+    """Rank of each watched token (e.g. ' is' vs ' are') under every layer at one position.
 
+    Args:
+        out: A run of a model loaded with hidden states.
+        watch: The candidate tokens, as strings that are one token each or as token ids.
+        position: The index into out.tokens where they are ranked (None: the first generated token, else
+            what comes next).
+        include_embeddings: Also read the embedding output (row 0).
+
+    Returns:
+        The RankingsWatch.
+    """
     lm = _check_lens(out)
     if isinstance(watch, str | int) or not watch:
         raise InputError("watch must be a non-empty list of tokens or token ids, e.g. [' is', ' are']")
-    ids = [_single_token_id(lm, w, "watch token") for w in watch]
+    ids = [lm.token_id(w, "watch token") for w in watch]
     vocab = _vocab_size(lm)
     bad = [i for i in ids if not 0 <= i < vocab]
     if bad:

@@ -17,8 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import capture, models
-from .adapters import Adapter, AdapterSpec, build_adapter, cache_kwargs, calibrate_lens
-from .checks import check_text
+from .adapters import Adapter, AdapterSpec, cache_kwargs, calibrate_lens
+from .checks import check_int, check_text, is_int
 from .errors import InputError
 from .output import BatchOutput, OutputSeq
 from .sampling import SamplingConfig, choose_next
@@ -27,7 +27,18 @@ __all__ = ["LM", "from_pretrained"]
 
 
 class LM:
-    """A model ready for ecco_sdk analyses: generation and forward passes that capture what happens inside."""
+    """A model ready for ecco_sdk analyses: generation and forward passes that capture what happens inside.
+
+    Made by `from_pretrained`; several `LM` objects may share one loaded model and differ in what they capture.
+
+    Args:
+        loaded: the shared model and tokenizer (from `models.load`).
+        adapter: where the model keeps its parts, and what it knows about the model (from `build_adapter`).
+        activations: capture FFN neuron activations.
+        hidden_states: capture every layer's residual-stream state.
+        activation_layers: capture FFN activations of these layers only (None: all).
+        verbose: show progress bars.
+    """
 
     def __init__(
         self,
@@ -84,14 +95,8 @@ class LM:
 
     @property
     def context_length(self) -> int:
-        """The longest sequence the model accepts (positions)."""
-        cfg = self.model.config
-        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            value = getattr(cfg, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        tok_max = getattr(self.tokenizer, "model_max_length", None)
-        return int(tok_max) if isinstance(tok_max, int) and tok_max < 10**7 else 4096
+        """The longest sequence the model accepts (positions), as the adapter found it."""
+        return self.adapter.context_length
 
     def __repr__(self) -> str:
         d = self.adapter.describe()
@@ -100,18 +105,62 @@ class LM:
 
     # ----- tokens -------------------------------------------------------------------------------
     def token_strings(self, ids: Iterable[int]) -> list[str]:
-        """Readable display string of each token id (decoded one by one, so leading spaces show)."""
+        """Readable display string of each token id (decoded one by one, so leading spaces show).
+
+        Args:
+            ids: token ids.
+
+        Returns:
+            One string per id.
+        """
         return [self.tokenizer.decode([int(i)]) for i in ids]
 
+    def token_id(self, token: str | int, what: str = "token") -> int:
+        """The id of one token, given as its id or as text that must encode to exactly one token.
+
+        Args:
+            token: a token id, or its text (often with a leading space, e.g. " Paris").
+            what: what the caller calls the token, for the error message (e.g. "foil", "watch token").
+
+        Returns:
+            The token id.
+
+        Raises:
+            InputError: the text is not exactly one token.
+        """
+        if is_int(token):
+            return int(token)
+        ids = self.tokenizer(str(token), add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise InputError(
+                f"{what} {token!r} is {len(ids)} tokens {self.token_strings(ids)}; give a single token "
+                "(often with a leading space, e.g. ' Paris') or its id"
+            )
+        return int(ids[0])
+
     def encode(self, text: str, add_special_tokens: bool = True) -> torch.Tensor:
-        """Token ids of one text, checked for emptiness and context length."""
+        """Token ids of one text, checked for emptiness.
+
+        Args:
+            text: the text.
+            add_special_tokens: let the tokenizer add its special tokens (BOS, [CLS], ...).
+
+        Returns:
+            A (1, tokens) tensor of ids.
+        """
         check_text(text)
         ids = self.tokenizer(text, add_special_tokens=add_special_tokens, return_tensors="pt").input_ids
         if ids.shape[1] == 0:
             raise InputError("text produced no tokens; pass at least one word")
         return ids
 
-    def _check_length(self, n_tokens: int, extra: int = 0) -> None:
+    def check_length(self, n_tokens: int, extra: int = 0) -> None:
+        """Refuse a sequence longer than the model's context, before any work is done.
+
+        Args:
+            n_tokens: tokens in the input.
+            extra: tokens still to be generated.
+        """
         if n_tokens + extra > self.context_length:
             raise InputError(
                 f"{n_tokens} input tokens + {extra} to generate exceed the model's context of "
@@ -153,19 +202,30 @@ class LM:
     ) -> OutputSeq:
         """Generate `generate` tokens after `text`, recording candidates and the model's insides at every step.
 
-        `attribution` names saliency methods ("ig", "saliency", "grad_x_input", "ablation") computed
-        for every generated token once generation ends; extra keyword arguments go to them.
+        Args:
+            text: the prompt.
+            generate: how many tokens to generate (at least 1).
+            do_sample: sample the next token instead of taking the most likely one (greedy).
+            temperature: divides the logits before sampling (sampling only).
+            top_k: sample only among the k most likely tokens (sampling only; None: no limit).
+            top_p: sample only within the smallest set of tokens whose probability reaches p (sampling only).
+            seed: seed for sampling, so that a run can be repeated.
+            topk_candidates: how many candidate tokens to record at each step.
+            attribution: saliency methods ("ig", "saliency", "grad_x_input", "ablation", or an alias)
+                computed for every generated token once generation ends.
+            attention: also record attention weights (needs `from_pretrained(name, attention=True)`).
+            stop_at_eos: stop early when the model generates an end-of-sequence token.
+            **attribution_kwargs: options for the attribution methods (see `attribution.attribute_output`).
+
+        Returns:
+            The run: tokens, per-step candidates, hidden states, activations (and attributions, attention).
         """
         if self.kind == "encoder":
             raise InputError(f"{self.name!r} is an encoder (BERT-style) model and cannot generate; call lm(texts)")
-        if isinstance(generate, bool) or not isinstance(generate, int) or generate < 1:
-            raise InputError(f"generate must be an integer >= 1 (tokens to generate), got {generate!r}")
+        generate = check_int(generate, "generate", minimum=1, hint=" (tokens to generate)")
         sampling = SamplingConfig.make(do_sample, temperature, top_k, top_p, seed)
-        vocab = self.adapter.head.out_features if isinstance(self.adapter.head, torch.nn.Linear) else None
-        if not isinstance(topk_candidates, int) or topk_candidates < 1 or (vocab and topk_candidates > vocab):
-            raise InputError(
-                f"topk_candidates must be an integer in 1..{vocab or 'vocab size'}, got {topk_candidates!r}"
-            )
+        vocab = self.adapter.vocab_size
+        topk_candidates = check_int(topk_candidates, "topk_candidates", minimum=1, maximum=vocab)
         if attention and self.model.config._attn_implementation != "eager":
             raise InputError(
                 "attention weights need eager attention; load the model with "
@@ -173,7 +233,7 @@ class LM:
             )
         methods = _attribution_methods(attribution)
         ids = self.encode(text)
-        self._check_length(ids.shape[1], generate)
+        self.check_length(ids.shape[1], generate)
         start = time.perf_counter()
         if self.kind == "seq2seq":
             out = self._generate_seq2seq(ids, generate, sampling, topk_candidates, attention, stop_at_eos)
@@ -181,6 +241,7 @@ class LM:
             out = self._generate_causal(ids, generate, sampling, topk_candidates, attention, stop_at_eos)
         out.generation.update(sampling.to_dict(), seconds=round(time.perf_counter() - start, 4))
         if methods:
+            # Layer exception (.importlinter): this convenience calls an analysis, which sits above lm.
             from .attribution import attribute_output
 
             attribute_output(self, out, methods, **attribution_kwargs)
@@ -189,12 +250,17 @@ class LM:
     def _progress(self, total: int) -> tqdm:
         return tqdm(total=total, desc=f"ecco_sdk: generating ({self.name})", disable=not self.verbose, leave=False)
 
-    def _forward_kwargs(self) -> dict[str, Any]:
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Keywords that make a forward compute only the last position's logits, where the model supports it.
+
+        Returns:
+            {"logits_to_keep": 1}, or {} for models whose forward lacks that keyword.
+        """
         params = inspect.signature(self.model.forward).parameters
         return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def _generate_causal(self, ids, n_new, sampling, k, attention, stop_at_eos) -> OutputSeq:
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # heavy: transformers adds ~1.5 s to `import ecco_sdk`
 
         model, dev = self.model, self.device
         ids = ids.to(dev)
@@ -202,7 +268,7 @@ class LM:
         steps = _StepLog(k)
         attn_rows: list[tuple[torch.Tensor, ...]] = []
         eos = self._eos_ids() if stop_at_eos else set()
-        extra = self._forward_kwargs()
+        extra = self.forward_kwargs()
         cache = DynamicCache(config=model.config)
         generated: list[int] = []
         with torch.inference_mode(), capture.recording(rec), self._progress(n_new) as bar:
@@ -229,17 +295,14 @@ class LM:
         return seq
 
     def _generate_seq2seq(self, ids, n_new, sampling, k, attention, stop_at_eos) -> OutputSeq:
-        from transformers import DynamicCache, EncoderDecoderCache
+        from transformers import DynamicCache, EncoderDecoderCache  # heavy: see _generate_causal
 
         model, dev = self.model, self.device
         ids = ids.to(dev)
         rec = self._recording()
         steps = _StepLog(k)
         eos = self._eos_ids() if stop_at_eos else set()
-        start_id = model.config.decoder_start_token_id
-        if start_id is None:
-            start_id = model.config.pad_token_id
-        dec_ids = [int(start_id)]
+        dec_ids = [int(self.adapter.decoder_start_id)]
         cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
         with torch.inference_mode(), capture.recording(rec), self._progress(n_new) as bar:
             enc = model.get_encoder()(input_ids=ids, output_attentions=attention)
@@ -272,26 +335,52 @@ class LM:
 
     def _sequence(self, all_ids, n_input, n_generated, steps, rec, stack) -> OutputSeq:
         cand_ids, cand_probs = steps.arrays()
-        return OutputSeq(
-            model_name=self.name,
-            kind=self.kind,
-            token_ids=np.asarray(all_ids, dtype=np.int64),
-            tokens=self.token_strings(all_ids),
-            n_input_tokens=int(n_input),
+        return self.new_output(
+            all_ids,
+            n_input,
             n_generated=int(n_generated),
             candidate_ids=cand_ids,
             candidate_tokens=[self.token_strings(row) for row in cand_ids] if cand_ids is not None else [],
             candidate_probs=cand_probs,
             hidden_states=_first_item(rec.stacked("hidden", stack)),
             activations=_ffn_layout(rec.stacked("ffn", stack)),
+        )
+
+    def new_output(self, token_ids: Sequence[int], n_input_tokens: int, **fields: Any) -> OutputSeq:
+        """An `OutputSeq` of this model over `token_ids`, with its tokens, model, adapter and capture settings.
+
+        Args:
+            token_ids: every token of the run (for encoder-decoder models: the encoder's, then the decoder's).
+            n_input_tokens: how many of them are the input.
+            **fields: the other `OutputSeq` fields (n_generated, candidates, hidden_states, ...).
+
+        Returns:
+            The run, attached to this LM.
+        """
+        ids = [int(i) for i in token_ids]
+        return OutputSeq(
+            model_name=self.name,
+            kind=self.kind,
+            token_ids=np.asarray(ids, dtype=np.int64),
+            tokens=self.token_strings(ids),
+            n_input_tokens=int(n_input_tokens),
             activation_layers=list(self.activation_layers) if self.activation_layers is not None else None,
             meta={"adapter": self.adapter.describe(), "source": self.loaded.source},
             lm=self,
+            **fields,
         )
 
     # ----- batched forward ----------------------------------------------------------------------
     def __call__(self, texts: str | Sequence[str] | Any, attention: bool = False) -> BatchOutput:
-        """Run a padded batch forward over texts (or a tokenizer BatchEncoding); padding is removed from results."""
+        """Run a padded batch forward over texts (or a tokenizer BatchEncoding); padding is removed from results.
+
+        Args:
+            texts: a text, a list of texts, or a tokenizer BatchEncoding (input_ids and attention_mask).
+            attention: also record attention weights (needs `from_pretrained(name, attention=True)`).
+
+        Returns:
+            One `OutputSeq` per text, with hidden states and activations over its own tokens.
+        """
         if self.kind == "seq2seq":
             raise InputError("encoder-decoder models analyse generated text: use lm.generate(text, generate=N)")
         enc = self._batch_encoding(texts)
@@ -300,12 +389,12 @@ class LM:
         mask = torch.ones_like(input_ids) if mask is None else mask
         if int(mask.sum(1).min()) == 0:
             raise InputError("one of the texts is empty; remove it or add text")
-        self._check_length(int(input_ids.shape[1]))
+        self.check_length(int(input_ids.shape[1]))
         if attention and self.model.config._attn_implementation != "eager":
             raise InputError("attention weights need eager attention; load with from_pretrained(name, attention=True)")
         rec = self._recording()
         inputs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
-        extra = self._forward_kwargs()
+        extra = self.forward_kwargs()
         with torch.inference_mode(), capture.recording(rec):
             out = self.model(**inputs, output_attentions=attention, **extra)
         hidden = rec.stacked("hidden", "main")
@@ -314,17 +403,11 @@ class LM:
         for b in range(input_ids.shape[0]):
             keep = mask[b].bool()
             ids = input_ids[b][keep].tolist()
-            seq = OutputSeq(
-                model_name=self.name,
-                kind=self.kind,
-                token_ids=np.asarray(ids, dtype=np.int64),
-                tokens=self.token_strings(ids),
-                n_input_tokens=len(ids),
+            seq = self.new_output(
+                ids,
+                len(ids),
                 hidden_states=hidden[:, b][:, keep].numpy() if hidden is not None else None,
                 activations=ffn[:, b][:, keep].transpose(1, 2).numpy().copy() if ffn is not None else None,
-                activation_layers=list(self.activation_layers) if self.activation_layers is not None else None,
-                meta={"adapter": self.adapter.describe(), "source": self.loaded.source},
-                lm=self,
             )
             if attention and out.attentions:
                 seq.attention = torch.stack([a[b][:, keep][:, :, keep] for a in out.attentions]).float().numpy()
@@ -354,7 +437,18 @@ class LM:
     def attribute(
         self, text: str, target: str | Sequence[int], methods: Sequence[str] | str = ("ig",), **kw: Any
     ) -> OutputSeq:
-        """Attribute a given continuation `target` of `text` to the input tokens, without generating."""
+        """Attribute a given continuation `target` of `text` to the input tokens, without generating.
+
+        Args:
+            text: the prompt.
+            target: the continuation to attribute, as text (e.g. " Paris") or token ids.
+            methods: saliency methods ("ig", "saliency", "grad_x_input", "ablation", or an alias).
+            **kw: options for the methods (see `attribution.attribute_output`).
+
+        Returns:
+            A teacher-forced run of `text` + `target` with the attributions in `attributions`.
+        """
+        # Layer exception (.importlinter): this convenience calls an analysis, which sits above lm.
         from .attribution import attribute_text
 
         return attribute_text(self, text, target, methods, **kw)
@@ -407,6 +501,7 @@ def _attribution_methods(attribution: Sequence[str] | str | None) -> list[str]:
     if attribution is None:
         return []
     methods = [attribution] if isinstance(attribution, str) else list(attribution)
+    # Layer exception (.importlinter): method names are checked before generating, by the analysis that owns them.
     from .attribution import canonical_method
 
     return [canonical_method(m) for m in methods]
@@ -433,7 +528,7 @@ def _probe(lm: LM) -> None:
     rec = capture.Recording(activations=False)
     with torch.inference_mode(), capture.recording(rec):
         if lm.kind == "seq2seq":
-            start = model.config.decoder_start_token_id or 0
+            start = int(adapter.decoder_start_id)
             out = model(
                 input_ids=ids, decoder_input_ids=torch.tensor([[start, *ids[0, :2].tolist()]], device=lm.device)
             )
@@ -450,8 +545,7 @@ def _probe(lm: LM) -> None:
 
 def _probe_ids(lm: LM) -> list[int]:
     ids = lm.tokenizer("The quick brown fox jumps", add_special_tokens=True).input_ids
-    vocab = getattr(lm.model.config, "vocab_size", None) or 100
-    return [i % vocab for i in ids[:8]] or [1, 2, 3]
+    return [i % lm.adapter.vocab_size for i in ids[:8]] or [1, 2, 3]
 
 
 def from_pretrained(
@@ -471,22 +565,29 @@ def from_pretrained(
     """Load a model by embedded name ('smollm2-135m-instruct', 'minilm-l6'), hub id or folder, ready to analyse.
 
     Weights are shared by every `LM` in the process that asks for the same model, device and dtype.
-    `device_map` (e.g. "auto") spreads a model too large for one GPU through accelerate.
+
+    Args:
+        name: an embedded model (see `list_models()`), a Hugging Face hub id, or a local folder.
+        activations: capture FFN neuron activations.
+        hidden_states: capture every layer's residual-stream state.
+        activation_layers: capture FFN activations of these layers only (None: all).
+        attention: load with eager attention so that runs can record attention weights.
+        device: where to put the model ("cpu", "cuda", ...; default "cpu").
+        dtype: weight dtype ("float32", "bfloat16", "float16", "auto"; None: the model's default).
+        device_map: spread a model too large for one GPU through accelerate (e.g. "auto"); replaces `device`.
+        kind: force "causal", "encoder" or "seq2seq" when the config does not say.
+        adapter: explicit module paths for an architecture that discovery cannot work out.
+        verbose: show progress bars.
+
+    Returns:
+        The `LM`, its adapter built, its capture hooks installed and its logit lens calibrated.
     """
     loaded = models.load(
         name, device=device, dtype=dtype, device_map=device_map, attention=attention, kind=kind, verbose=verbose
     )
     with loaded.lock:
-        if loaded.adapter is None:
-            loaded.adapter = build_adapter(loaded.model, loaded.kind, adapter)
-            loaded.adapter_spec = adapter
-            capture.install(loaded.model, loaded.adapter)
-        elif adapter is not None and adapter != loaded.adapter_spec:
-            raise InputError(
-                f"{name!r} is already loaded in this process with adapter {loaded.adapter_spec}; "
-                "pass the same AdapterSpec (or none) to every from_pretrained call for one model"
-            )
-        built = loaded.adapter
+        built = loaded.ensure_adapter(adapter)
+        capture.install(loaded.model, built)
         lm = LM(
             loaded,
             built,

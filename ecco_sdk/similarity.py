@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .checks import as_real_array
+from .checks import as_real_array, check_int, check_positive
 from .errors import InputError
 
 Kernel = Literal["linear", "rbf"]
@@ -168,8 +168,7 @@ def _check_svcca_args(keep_variance: float, n_dims: int | None, samples: int) ->
         raise InputError(f"svcca needs at least 3 samples (columns); got {samples}.")
     if n_dims is None:
         return
-    if isinstance(n_dims, bool) or not isinstance(n_dims, (int, np.integer)) or n_dims < 1:
-        raise InputError(f"n_dims must be a positive integer or None; got {n_dims!r}.")
+    n_dims = check_int(n_dims, "n_dims", what="a positive integer", hint=" or None")
     if n_dims > cap:
         raise InputError(
             f"n_dims={n_dims} is too many for {samples} samples: with more than (samples - 1) // 2 = {cap} dims per "
@@ -189,7 +188,15 @@ def _pwcca_from(spec_x: _Spectrum, spec_y: _Spectrum) -> float:
 
 
 def canonical_correlations(x: Any, y: Any) -> np.ndarray:
-    """All canonical correlations (descending) between two views, for when one summary number hides too much."""
+    """All canonical correlations (descending) between two views, for when one summary number hides too much.
+
+    Args:
+        x: One view, (features, samples), numpy or torch.
+        y: The other view, (features, samples), with the same samples.
+
+    Returns:
+        The canonical correlations in [0, 1], largest first, min(rank_x, rank_y) of them.
+    """
     xa, ya = _as_view(x, "x"), _as_view(y, "y")
     _check_same_samples(xa, ya)
     _require_more_samples(xa, "x", "cca")
@@ -203,6 +210,13 @@ def cca(x: Any, y: Any) -> float:
     Views are (features, samples) with the same samples; each needs more samples than features
     (otherwise InputError -- use svcca() or cka()). Near-zero singular directions are dropped, so duplicated
     or constant neurons are fine; the mean runs over min(rank_x, rank_y) correlations.
+
+    Args:
+        x: One view, (features, samples), numpy or torch.
+        y: The other view, (features, samples), with the same samples.
+
+    Returns:
+        The mean canonical correlation, in [0, 1].
     """
     return _unit_interval(float(canonical_correlations(x, y).mean()))
 
@@ -216,7 +230,15 @@ def svcca(x: Any, y: Any, keep_variance: float = 0.99, n_dims: int | None = None
     ``keep_variance``, each view keeps at most ``(samples - 1) // 2`` directions, so the two subspaces are never
     forced to overlap just by dimension counting (which would make correlations trivially 1); an explicit larger
     ``n_dims`` raises InputError.
-    Returns the mean canonical correlation of the reduced views.
+
+    Args:
+        x: One view, (features, samples), numpy or torch.
+        y: The other view, (features, samples), with the same samples.
+        keep_variance: The share of each view's variance the kept directions must hold, in (0, 1].
+        n_dims: Exactly this many directions per view instead (None: chosen by `keep_variance`).
+
+    Returns:
+        The mean canonical correlation of the reduced views, in [0, 1].
     """
     xa, ya = _as_view(x, "x"), _as_view(y, "y")
     _check_same_samples(xa, ya)
@@ -233,6 +255,13 @@ def pwcca(x: Any, y: Any) -> float:
 
     Down-weights canonical directions that are correlated but carry little of view x's activity (often noise).
     Not symmetric: weights come from ``x``. Same sample requirements as cca().
+
+    Args:
+        x: The view whose neurons weight the correlations, (features, samples).
+        y: The other view, (features, samples), with the same samples.
+
+    Returns:
+        The weighted mean canonical correlation, in [0, 1].
     """
     xa, ya = _as_view(x, "x"), _as_view(y, "y")
     _check_same_samples(xa, ya)
@@ -248,12 +277,8 @@ def _check_cka_args(kernel: str, sigma: float, debiased: bool, samples: int) -> 
     """Reject CKA settings that cannot work, saying which value to change."""
     if kernel not in KERNELS:
         raise InputError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
-    if kernel == "rbf" and (
-        isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma <= 0
-    ):
-        raise InputError(
-            f"sigma must be a positive number (a fraction of the median distance, e.g. 0.8); got {sigma!r}."
-        )
+    if kernel == "rbf":
+        check_positive(sigma, "sigma", hint=" (a fraction of the median distance, e.g. 0.8)")
     if debiased and samples < 4:
         raise InputError(f"debiased CKA needs at least 4 samples (columns); got {samples}. Use debiased=False.")
 
@@ -354,6 +379,16 @@ def cka(x: Any, y: Any, kernel: Kernel = "linear", sigma: float = 0.8, debiased:
     in that view. Both use HSIC on centered Gram matrices. ``debiased=True`` uses the unbiased HSIC estimator
     (Song et al. 2012), which removes the finite-sample upward bias so unrelated views score near 0; its raw
     estimate can dip slightly below 0 from sampling noise and is then reported as 0.
+
+    Args:
+        x: One view, (features, samples), numpy or torch.
+        y: The other view, (features, samples), with the same samples.
+        kernel: "linear" or "rbf".
+        sigma: The RBF width as a fraction of the median pairwise distance (used with kernel="rbf").
+        debiased: Use the unbiased HSIC estimator (needs at least 4 samples).
+
+    Returns:
+        The CKA similarity, in [0, 1].
     """
     xa, ya = _as_view(x, "x"), _as_view(y, "y")
     _check_same_samples(xa, ya)
@@ -464,6 +499,15 @@ def layer_similarity(
     (svcca: keep_variance, n_dims; cka: kernel, sigma, debiased). Returns a float array shaped
     (layers_a, layers_b) with values in [0, 1]; row i, column j compares a[i] with b[j]. Linear and RBF CKA
     compute each layer's Gram matrix once (memory: layers * samples^2 floats). PWCCA is not symmetric.
+
+    Args:
+        activations_a: The first stack: (layers, features, samples), or a list of (features, samples) arrays.
+        activations_b: The second stack, of the same samples (None: `activations_a` again).
+        method: "cca", "svcca", "pwcca" or "cka".
+        **kw: The method's options (svcca: keep_variance, n_dims; cka: kernel, sigma, debiased).
+
+    Returns:
+        A float array shaped (layers_a, layers_b) with values in [0, 1]; row i, column j compares a[i] with b[j].
     """
     _check_method_kwargs(method, kw)
     a = _as_stack(activations_a, "activations_a")

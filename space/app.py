@@ -1,6 +1,6 @@
 """ecco_sdk's Gradio app: generation, saliency, layer rankings, NMF factors and their explanations.
 
-This file only lays out widgets and wires them to `ecco_sdk.serving` (limits, allow-list, run cache,
+This file only lays out widgets and wires them to `ecco_sdk.app` (limits, allow-list, run cache,
 ZeroGPU); the analyses are SDK calls. Every tab is also an API endpoint for `gradio_client`:
 
     from gradio_client import Client
@@ -26,9 +26,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 import gradio as gr
+from gradio.events import Dependency
 
 from ecco_sdk import EccoError
-from ecco_sdk.serving import ATTRIBUTION_METHODS, RETRIEVERS, Server, ServingConfig, is_loaded, preload
+from ecco_sdk.app import ATTRIBUTION_METHODS, RETRIEVERS, Server, ServingConfig, is_loaded, preload
 
 EXAMPLES = [
     ["The capital of France is", 8],
@@ -90,10 +91,19 @@ def _job(server: Server, name: str) -> Callable[[Callable[..., Any]], Callable[.
 
 
 class EccoBlocks(gr.Blocks):
-    """Blocks whose events take missing trailing inputs as None (a raw API call may send fewer values), so the
-    endpoint names each missing field ("max_new_tokens is missing") instead of Gradio's generic failure."""
+    """Blocks whose events take missing trailing inputs as None (a raw API call may send fewer values).
+
+    The endpoint then names each missing field ("max_new_tokens is missing") instead of Gradio's generic
+    failure. It takes `gr.Blocks`'s arguments.
+    """
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        """Pad a call's inputs with None up to the event's input count, in place.
+
+        Args:
+            block_fn: the event being called.
+            inputs: the values the caller sent.
+        """
         inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))
 
 
@@ -103,10 +113,15 @@ def _target_choices(run: dict[str, Any]) -> list[tuple[str, int]]:
     return [("last generated token", -1)] + [(f"#{i}: {tokens[p]!r}", i) for i, p in enumerate(positions)]
 
 
-def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | None = None) -> gr.Blocks:
-    """The Blocks app over the allowed `models` (default: all that serving allows here), queued."""
-    server = Server(config, models)
-    cfg = server.config
+def _generate_endpoint(server: Server) -> Callable[..., Any]:
+    """The /generate handler: checks and runs `Server.generate` as a job of this browser session.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        The async handler Gradio calls.
+    """
 
     @_job(server, "generate")
     def generate(
@@ -142,13 +157,26 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         res = server.generate(prompt, model, max_new_tokens, do_sample, temperature, top_k, top_p, seed, owner)
         return res.html()[0], res.data
 
+    return generate
+
+
+def _saliency_endpoint(server: Server) -> Callable[..., Any]:
+    """The /saliency handler: `Server.saliency` as a job.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        The async handler Gradio calls.
+    """
+
     @_job(server, "saliency")
     def saliency(
         run_id: str,
         method: str = "ig",
         style: str = "minimal",
         target: int = -1,
-        n_steps: int | str = cfg.default_ig_steps,
+        n_steps: int | str = server.config.default_ig_steps,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[str, dict]:
@@ -168,6 +196,19 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         res = server.saliency(run_id, method, style, target, n_steps)
         return "".join(res.html()), res.data
 
+    return saliency
+
+
+def _layers_endpoint(server: Server) -> Callable[..., Any]:
+    """The /layers handler: `Server.layers` as a job.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        The async handler Gradio calls.
+    """
+
     @_job(server, "layers")
     def layers(run_id: str, target: int = -1, request: gr.Request = None) -> tuple[str, dict]:
         """Layer view: how much each position's state at each layer matters to one generated token.
@@ -180,6 +221,19 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         """
         res = server.layers(run_id, target)
         return res.html()[0], res.data
+
+    return layers
+
+
+def _rankings_endpoint(server: Server) -> Callable[..., Any]:
+    """The /rankings handler: `Server.rankings` as a job.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        The async handler Gradio calls.
+    """
 
     @_job(server, "rankings")
     def rankings(
@@ -197,6 +251,19 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         """
         res = server.rankings(run_id, watch, position, topk)
         return (*res.html(), res.data)
+
+    return rankings
+
+
+def _nmf_endpoint(server: Server) -> Callable[..., Any]:
+    """The /nmf handler: `Server.nmf` as a job.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        The async handler Gradio calls.
+    """
 
     @_job(server, "nmf")
     def nmf(
@@ -222,6 +289,19 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         progress(0, desc="Factorizing neuron activations...")
         res = server.nmf(run_id, n_components, from_layer, to_layer, skip_first)
         return (*res.html(), res.data)
+
+    return nmf
+
+
+def _explain_endpoint(server: Server) -> Callable[..., Any]:
+    """The /explain handler: `Server.explain` as a job, saying first when the local explainer must load.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        The async handler Gradio calls.
+    """
 
     @_job(server, "explain")
     def explain(
@@ -272,12 +352,19 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         )  # fmt: skip
         return (*res.html(), res.data)
 
-    def after_generate(run: dict[str, Any] | None) -> tuple[str, Any, Any]:
-        """Keep the new run's id, offer its generated tokens as saliency targets and the methods its model runs."""
-        if not run or "run_id" not in run:
-            return gr.skip(), gr.skip(), gr.skip()
-        methods = list(server.attribution_methods(run["model"]))
-        return run["run_id"], gr.Dropdown(choices=_target_choices(run), value=-1), gr.Dropdown(choices=methods)
+    return explain
+
+
+def _status_line(server: Server) -> Callable[[], str]:
+    """The status line's handler, run on page load and after each generation.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        A function giving one Markdown line: each model's state, the limits and the run cache's promise.
+    """
+    cfg = server.config
 
     def status() -> str:
         """Which models are in memory, so users know whether the first request will wait for a load."""
@@ -285,143 +372,262 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
         limits = f"{cfg.max_input_tokens} input / {cfg.max_new_tokens} new tokens, {cfg.max_request_s:g} s per request"
         return "Models: " + ", ".join(parts) + f" · limits: {limits} · {server.runs.describe()}"
 
-    with EccoBlocks(title="ecco_sdk") as demo:
-        gr.Markdown(INTRO)
-        status_md = gr.Markdown("Models: checking...")
-        with gr.Row():
-            run_id = gr.Textbox(label="Run id (filled by Generate; used by the other tabs)", max_lines=1, scale=4)
-            stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop-btn")
-        with gr.Tabs():
-            with gr.Tab("Generate", id="generate"):
-                with gr.Row():
-                    prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLES[0][0], scale=3)
-                    model = gr.Dropdown(
-                        server.models, value=server.models[0], label="Model", scale=1, allow_custom_value=True
-                    )
-                n_new = gr.Number(8, precision=0, label=f"Tokens to generate (1-{cfg.max_new_tokens})")
-                with gr.Accordion("Sampling", open=False):
-                    do_sample = gr.Checkbox(False, label="Sample (off = greedy)")
-                    temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Temperature")
-                    top_k = gr.Number(0, precision=0, label="top-k (0 = off)")
-                    top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (1 = off)")
-                    seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
-                gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
-                gr.Examples(EXAMPLES, inputs=[prompt, n_new], label="Example prompts")
-                gen_html = gr.HTML(label="candidates", elem_id="generate-out")
-                gen_json = gr.JSON(label="Run (JSON)", open=False)
-            with gr.Tab("Saliency", id="saliency"):
-                with gr.Row():
-                    method = gr.Dropdown(list(ATTRIBUTION_METHODS), value="ig", label="Attribution method")
-                    style = gr.Radio(["minimal", "detailed"], value="minimal", label="View")
-                    target = gr.Dropdown(_target_choices({}), value=-1, label="Output token", allow_custom_value=True)
-                    n_steps = gr.Dropdown(
-                        ["auto", *(str(n) for n in (8, 16, 32, 64) if n <= cfg.max_ig_steps)],
-                        value=str(cfg.default_ig_steps),
-                        label=f"IG steps (1-{cfg.max_ig_steps}, or auto)",
-                        allow_custom_value=True,
-                    )
-                sal_btn = gr.Button("Compute saliency", variant="primary", elem_id="saliency-btn")
-                sal_html = gr.HTML(label="saliency", elem_id="saliency-out")
-                sal_json = gr.JSON(label="Attribution (JSON)", open=False)
-                layer_btn = gr.Button("Layer view (each layer's share, same output token)", elem_id="layers-btn")
-                layer_html = gr.HTML(label="layers", elem_id="layers-out")
-                layer_json = gr.JSON(label="Layer view (JSON)", open=False)
-            with gr.Tab("Layer rankings", id="rankings"):
-                with gr.Row():
-                    watch = gr.Textbox(
-                        label="Watch tokens (comma-separated, keep leading spaces)", value=" Paris, London"
-                    )
-                    position = gr.Number(-1, precision=0, label="Position (-1 = first generated token)")
-                    topk = gr.Slider(1, 10, value=5, step=1, label="Predictions per layer")
-                rank_btn = gr.Button("Run the logit lens", variant="primary")
-                preds_html = gr.HTML(label="layer_predictions")
-                ranks_html = gr.HTML(label="rankings")
-                watch_html = gr.HTML(label="rankings_watch")
-                rank_json = gr.JSON(label="Rankings (JSON)", open=False)
-            with gr.Tab("NMF", id="nmf"):
-                with gr.Row():
-                    n_comp = gr.Number(4, precision=0, label=f"Factors (1-{cfg.max_components})")
-                    from_layer = gr.Number(0, precision=0, label="From layer")
-                    to_layer = gr.Number(-1, precision=0, label="To layer (exclusive, -1 = last)")
-                    skip_first = gr.Checkbox(True, label=SKIP_LABEL)
-                nmf_btn = gr.Button("Find factors", variant="primary")
-                nmf_html = gr.HTML(label="factors", elem_id="nmf-out")
-                nmf_plot = gr.HTML(label="factors_plot")
-                nmf_json = gr.JSON(label="Factors (JSON)", open=False)
-            with gr.Tab("Explain", id="explain"):
-                with gr.Row():
-                    e_comp = gr.Number(3, precision=0, label=f"Factors (1-{cfg.max_components})")
-                    e_from = gr.Number(0, precision=0, label="From layer")
-                    e_to = gr.Number(-1, precision=0, label="To layer (exclusive, -1 = last)")
-                    e_skip = gr.Checkbox(True, label=SKIP_LABEL)
-                with gr.Row():
-                    backend = gr.Radio(["local", "openai"], value="local", label="Explainer backend")
-                    base_url = gr.Textbox(label="Base URL (OpenAI-compatible)", placeholder="https://api.openai.com/v1")
-                    llm_model = gr.Textbox(label="Explainer model", placeholder="gpt-4o-mini / default")
-                    api_key = gr.Textbox(label="Your API key (this request only, never stored)", type="password")
-                with gr.Row():
-                    score = gr.Checkbox(False, label="Score explanations (slow on CPU)")
-                    n_examples = gr.Number(2, precision=0, label=f"Few-shot examples (0-{cfg.max_examples})")
-                    retriever = gr.Dropdown(list(RETRIEVERS), value="bm25", label="Example retriever")
-                held_out = gr.Textbox(label="Held-out texts for scoring (one per line)", lines=2)
-                exp_btn = gr.Button("Explain factors", variant="primary")
-                exp_html = gr.HTML(label="explanations", elem_id="explain-out")
-                exp_scores = gr.HTML(label="scores")
-                exp_json = gr.JSON(label="Explanations (JSON)", open=False)
+    return status
 
-        gen_ev = gen_btn.click(
-            generate,
-            [prompt, model, n_new, do_sample, temperature, top_k, top_p, seed],
-            [gen_html, gen_json],
-            api_name="generate",
-            **JOB_EVENT,
-        )
-        gen_ev.success(after_generate, gen_json, [run_id, target, method], api_visibility="private").then(
-            status, None, status_md, api_visibility="private"
-        )
-        sal_ev = sal_btn.click(
-            saliency, [run_id, method, style, target, n_steps], [sal_html, sal_json], api_name="saliency", **JOB_EVENT
-        )
-        layer_ev = layer_btn.click(layers, [run_id, target], [layer_html, layer_json], api_name="layers", **JOB_EVENT)
-        rank_ev = rank_btn.click(
-            rankings,
-            [run_id, watch, position, topk],
-            [preds_html, ranks_html, watch_html, rank_json],
-            api_name="rankings",
-            **JOB_EVENT,
-        )
-        nmf_ev = nmf_btn.click(
-            nmf,
-            [run_id, n_comp, from_layer, to_layer, skip_first],
-            [nmf_html, nmf_plot, nmf_json],
-            api_name="nmf",
-            **JOB_EVENT,
-        )
-        exp_ev = exp_btn.click(
-            explain,
-            [
-                run_id,
-                e_comp,
-                e_from,
-                e_to,
-                backend,
-                base_url,
-                llm_model,
-                api_key,
-                score,
-                n_examples,
-                retriever,
-                held_out,
-                e_skip,
-            ],
-            [exp_html, exp_scores, exp_json],
-            api_name="explain",
-            **JOB_EVENT,
-        )
+
+def _run_bar() -> tuple[gr.Markdown, gr.Textbox, gr.Button]:
+    """The intro, the status line, and the run id box with the Stop button, above the tabs.
+
+    Returns:
+        (status line, run id box, Stop button).
+    """
+    gr.Markdown(INTRO)
+    status_md = gr.Markdown("Models: checking...")
+    with gr.Row():
+        run_id = gr.Textbox(label="Run id (filled by Generate; used by the other tabs)", max_lines=1, scale=4)
+        stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop-btn")
+    return status_md, run_id, stop_btn
+
+
+def _generate_tab(server: Server) -> tuple[Dependency, gr.JSON]:
+    """The Generate tab: prompt, model and sampling options, wired to /generate.
+
+    Args:
+        server: the app's server.
+
+    Returns:
+        The /generate event and the run's JSON widget (the other tabs follow it).
+    """
+    cfg = server.config
+    with gr.Tab("Generate", id="generate"):
+        with gr.Row():
+            prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLES[0][0], scale=3)
+            model = gr.Dropdown(server.models, value=server.models[0], label="Model", scale=1, allow_custom_value=True)
+        n_new = gr.Number(8, precision=0, label=f"Tokens to generate (1-{cfg.max_new_tokens})")
+        with gr.Accordion("Sampling", open=False):
+            do_sample = gr.Checkbox(False, label="Sample (off = greedy)")
+            temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Temperature")
+            top_k = gr.Number(0, precision=0, label="top-k (0 = off)")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (1 = off)")
+            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
+        gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+        gr.Examples(EXAMPLES, inputs=[prompt, n_new], label="Example prompts")
+        gen_html = gr.HTML(label="candidates", elem_id="generate-out")
+        gen_json = gr.JSON(label="Run (JSON)", open=False)
+    inputs = [prompt, model, n_new, do_sample, temperature, top_k, top_p, seed]
+    event = gen_btn.click(_generate_endpoint(server), inputs, [gen_html, gen_json], api_name="generate", **JOB_EVENT)
+    return event, gen_json
+
+
+def _saliency_tab(server: Server, run_id: gr.Textbox) -> tuple[list[Dependency], gr.Dropdown, gr.Dropdown]:
+    """The Saliency tab: attribution method, view, output token and IG steps, wired to /saliency; and the layer view.
+
+    Args:
+        server: the app's server.
+        run_id: the shared run id box.
+
+    Returns:
+        The /saliency and /layers events, the method dropdown and the output-token dropdown (a new run
+        refills both).
+    """
+    cfg = server.config
+    with gr.Tab("Saliency", id="saliency"):
+        with gr.Row():
+            method = gr.Dropdown(list(ATTRIBUTION_METHODS), value="ig", label="Attribution method")
+            style = gr.Radio(["minimal", "detailed"], value="minimal", label="View")
+            target = gr.Dropdown(_target_choices({}), value=-1, label="Output token", allow_custom_value=True)
+            n_steps = gr.Dropdown(
+                ["auto", *(str(n) for n in (8, 16, 32, 64) if n <= cfg.max_ig_steps)],
+                value=str(cfg.default_ig_steps),
+                label=f"IG steps (1-{cfg.max_ig_steps}, or auto)",
+                allow_custom_value=True,
+            )
+        sal_btn = gr.Button("Compute saliency", variant="primary", elem_id="saliency-btn")
+        sal_html = gr.HTML(label="saliency", elem_id="saliency-out")
+        sal_json = gr.JSON(label="Attribution (JSON)", open=False)
+        inputs = [run_id, method, style, target, n_steps]
+        saliency = _saliency_endpoint(server)
+        sal_ev = sal_btn.click(saliency, inputs, [sal_html, sal_json], api_name="saliency", **JOB_EVENT)
+        layer_ev = _layer_view(server, run_id, target)
+    return [sal_ev, layer_ev], method, target
+
+
+def _layer_view(server: Server, run_id: gr.Textbox, target: gr.Dropdown) -> Dependency:
+    """The layer view under the saliency view (same output token), wired to /layers.
+
+    Args:
+        server: the app's server.
+        run_id: the shared run id box.
+        target: the Saliency tab's output-token dropdown.
+
+    Returns:
+        The /layers event.
+    """
+    layer_btn = gr.Button("Layer view (each layer's share, same output token)", elem_id="layers-btn")
+    layer_html = gr.HTML(label="layers", elem_id="layers-out")
+    layer_json = gr.JSON(label="Layer view (JSON)", open=False)
+    return layer_btn.click(
+        _layers_endpoint(server), [run_id, target], [layer_html, layer_json], api_name="layers", **JOB_EVENT
+    )
+
+
+def _rankings_tab(server: Server, run_id: gr.Textbox) -> Dependency:
+    """The Layer rankings tab: watched tokens, position and predictions per layer, wired to /rankings.
+
+    Args:
+        server: the app's server.
+        run_id: the shared run id box.
+
+    Returns:
+        The /rankings event.
+    """
+    with gr.Tab("Layer rankings", id="rankings"):
+        with gr.Row():
+            watch = gr.Textbox(label="Watch tokens (comma-separated, keep leading spaces)", value=" Paris, London")
+            position = gr.Number(-1, precision=0, label="Position (-1 = first generated token)")
+            topk = gr.Slider(1, 10, value=5, step=1, label="Predictions per layer")
+        rank_btn = gr.Button("Run the logit lens", variant="primary")
+        outputs = [
+            gr.HTML(label="layer_predictions"),
+            gr.HTML(label="rankings"),
+            gr.HTML(label="rankings_watch"),
+            gr.JSON(label="Rankings (JSON)", open=False),
+        ]
+    inputs = [run_id, watch, position, topk]
+    return rank_btn.click(_rankings_endpoint(server), inputs, outputs, api_name="rankings", **JOB_EVENT)
+
+
+def _factor_options(server: Server, n_components: int) -> list[gr.components.Component]:
+    """The factor count, layer range and first-token switch that the NMF and Explain tabs share.
+
+    Args:
+        server: the app's server (its factor limit).
+        n_components: the default number of factors.
+
+    Returns:
+        [factors, from layer, to layer, leave out the first token], in the endpoints' parameter order.
+    """
+    return [
+        gr.Number(n_components, precision=0, label=f"Factors (1-{server.config.max_components})"),
+        gr.Number(0, precision=0, label="From layer"),
+        gr.Number(-1, precision=0, label="To layer (exclusive, -1 = last)"),
+        gr.Checkbox(True, label=SKIP_LABEL),
+    ]
+
+
+def _nmf_tab(server: Server, run_id: gr.Textbox) -> Dependency:
+    """The NMF tab: factors, layer range and the first-token switch, wired to /nmf.
+
+    Args:
+        server: the app's server.
+        run_id: the shared run id box.
+
+    Returns:
+        The /nmf event.
+    """
+    with gr.Tab("NMF", id="nmf"):
+        with gr.Row():
+            options = _factor_options(server, 4)
+        nmf_btn = gr.Button("Find factors", variant="primary")
+        outputs = [
+            gr.HTML(label="factors", elem_id="nmf-out"),
+            gr.HTML(label="factors_plot"),
+            gr.JSON(label="Factors (JSON)", open=False),
+        ]
+    return nmf_btn.click(_nmf_endpoint(server), [run_id, *options], outputs, api_name="nmf", **JOB_EVENT)
+
+
+def _explain_tab(server: Server, run_id: gr.Textbox) -> Dependency:
+    """The Explain tab: factors, the explainer backend and its scoring options, wired to /explain.
+
+    Args:
+        server: the app's server.
+        run_id: the shared run id box.
+
+    Returns:
+        The /explain event.
+    """
+    cfg = server.config
+    with gr.Tab("Explain", id="explain"):
+        with gr.Row():
+            n_comp, from_layer, to_layer, skip_first = _factor_options(server, 3)
+        with gr.Row():
+            backend = gr.Radio(["local", "openai"], value="local", label="Explainer backend")
+            base_url = gr.Textbox(label="Base URL (OpenAI-compatible)", placeholder="https://api.openai.com/v1")
+            llm_model = gr.Textbox(label="Explainer model", placeholder="gpt-4o-mini / default")
+            api_key = gr.Textbox(label="Your API key (this request only, never stored)", type="password")
+        with gr.Row():
+            score = gr.Checkbox(False, label="Score explanations (slow on CPU)")
+            n_examples = gr.Number(2, precision=0, label=f"Few-shot examples (0-{cfg.max_examples})")
+            retriever = gr.Dropdown(list(RETRIEVERS), value="bm25", label="Example retriever")
+        held_out = gr.Textbox(label="Held-out texts for scoring (one per line)", lines=2)
+        exp_btn = gr.Button("Explain factors", variant="primary")
+        outputs = [
+            gr.HTML(label="explanations", elem_id="explain-out"),
+            gr.HTML(label="scores"),
+            gr.JSON(label="Explanations (JSON)", open=False),
+        ]
+    inputs = [run_id, n_comp, from_layer, to_layer, backend, base_url, llm_model, api_key, score, n_examples]
+    inputs += [retriever, held_out, skip_first]
+    return exp_btn.click(_explain_endpoint(server), inputs, outputs, api_name="explain", **JOB_EVENT)
+
+
+def _follow_runs(
+    server: Server,
+    generated: Dependency,
+    run: gr.JSON,
+    run_id: gr.Textbox,
+    target: gr.Dropdown,
+    method: gr.Dropdown,
+    status_md: gr.Markdown,
+) -> None:
+    """After /generate: keep the new run's id, offer its tokens and its model's methods, refresh the status.
+
+    Args:
+        server: the app's server.
+        generated: the /generate event.
+        run: the run's JSON widget.
+        run_id: the shared run id box.
+        target: the Saliency tab's output-token dropdown.
+        method: the Saliency tab's method dropdown.
+        status_md: the status line.
+    """
+
+    def after_generate(data: dict[str, Any] | None) -> tuple[str, Any, Any]:
+        """Keep the new run's id, offer its generated tokens as saliency targets and the methods its model runs."""
+        if not data or "run_id" not in data:
+            return gr.skip(), gr.skip(), gr.skip()
+        methods = list(server.attribution_methods(data["model"]))
+        return data["run_id"], gr.Dropdown(choices=_target_choices(data), value=-1), gr.Dropdown(choices=methods)
+
+    generated.success(after_generate, run, [run_id, target, method], api_visibility="private").then(
+        _status_line(server), None, status_md, api_visibility="private"
+    )
+
+
+def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | None = None) -> gr.Blocks:
+    """The Blocks app over the allowed `models` (default: all that serving allows here), queued.
+
+    Args:
+        models: the models to serve, each on the allow-list (default: all that `ecco_sdk.app` allows here).
+        config: the limits (default: `ServingConfig.from_env()`).
+
+    Returns:
+        The queued Blocks, with its `Server` as ``demo.ecco_server``.
+    """
+    server = Server(config, models)
+    cfg = server.config
+    with EccoBlocks(title="ecco_sdk") as demo:
+        status_md, run_id, stop_btn = _run_bar()
+        with gr.Tabs():
+            generated, run = _generate_tab(server)
+            (saliency, layers), method, target = _saliency_tab(server, run_id)
+            events = [generated, saliency, layers, _rankings_tab(server, run_id), _nmf_tab(server, run_id)]
+            events.append(_explain_tab(server, run_id))
+        _follow_runs(server, generated, run, run_id, target, method, status_md)
         # Stop cancels this browser's running requests; their work stops at its next checkpoint.
-        events = [gen_ev, sal_ev, layer_ev, rank_ev, nmf_ev, exp_ev]
         stop_btn.click(None, None, None, cancels=events, api_visibility="private")
-        demo.load(status, None, status_md, api_visibility="private")
+        demo.load(_status_line(server), None, status_md, api_visibility="private")
     # Endpoint work is bounded by server.jobs (which says "busy" clearly); Gradio's queue only bounds the rest.
     demo.queue(default_concurrency_limit=cfg.concurrency_limit, max_size=8 * (cfg.concurrency_limit + cfg.max_queue))
     demo.ecco_server = server  # type: ignore[attr-defined]  # for tests and benchmarks
@@ -429,7 +635,11 @@ def build_app(models: Sequence[str] | None = None, *, config: ServingConfig | No
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse --host/--port, start loading the default model, and serve until interrupted."""
+    """Parse --host/--port, start loading the default model, and serve until interrupted.
+
+    Args:
+        argv: the command line without the program name (default: ``sys.argv[1:]``).
+    """
     parser = argparse.ArgumentParser(description="ecco_sdk Gradio app")
     # A Space sets GRADIO_SERVER_NAME=0.0.0.0; locally the app stays on loopback.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

@@ -118,7 +118,7 @@ def app_server():
     """The Gradio app (space/app.py) launched on a free loopback port for one test module; yields (url, demo)."""
     import socket
 
-    from ecco_sdk.serving import ServingConfig, load_app
+    from ecco_sdk.app import ServingConfig, load_app
 
     module = load_app()
     config = ServingConfig(max_new_tokens=12, explain_max_tokens=16, concurrency_limit=4)

@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from ecco_sdk import InputError, serving
-from ecco_sdk.serving import RunCache, ServingConfig
+from ecco_sdk import InputError
+from ecco_sdk.app import HUB_MODELS, RunCache, Server, ServingConfig, allowed_models, check_model, gpu
+from ecco_sdk.app.inputs import as_int, watch_list
+from ecco_sdk.checks import check_choice
 
 MODEL = "smollm2-135m-instruct"
 
-# ----- unit tests of ecco_sdk.serving (no model, no server) ---------------------------------------------
+# ----- unit tests of ecco_sdk.app (no model, no server) ---------------------------------------------
 
 
 class _Out:
@@ -78,31 +80,31 @@ def test_config_from_env_and_validation() -> None:
 def test_allow_list_depends_on_space_and_refuses_others() -> None:
     from ecco_sdk.models import EMBEDDED
 
-    local = serving.allowed_models({})
+    local = allowed_models({})
     # The installed embedded causal models only (the encoder cannot generate; a split model may be absent).
     assert local == [m.name for m in EMBEDDED.values() if m.kind == "causal" and m.installed()] and local[0] == MODEL
-    on_space = serving.allowed_models({"SPACE_ID": "someone/ecco"})
-    assert on_space == [*local, *serving.HUB_MODELS]
-    assert serving.check_model(" openai-community/gpt2 ", on_space) == "openai-community/gpt2"
+    on_space = allowed_models({"SPACE_ID": "someone/ecco"})
+    assert on_space == [*local, *HUB_MODELS]
+    assert check_model(" openai-community/gpt2 ", on_space) == "openai-community/gpt2"
     with pytest.raises(InputError, match=f"choose one of: {', '.join(local)}$"):
-        serving.check_model("openai-community/gpt2", local)
+        check_model("openai-community/gpt2", local)
     with pytest.raises(InputError, match="not served"):
-        serving.check_model("evil/remote-code-model", on_space)
+        check_model("evil/remote-code-model", on_space)
     with pytest.raises(InputError, match="not served"):
-        serving.Server(ServingConfig(), models=["openai-community/gpt2"])  # not on a Space here
+        Server(ServingConfig(), models=["openai-community/gpt2"])  # not on a Space here
 
 
 def test_validators_state_the_limit() -> None:
-    assert serving.as_int(3.0, "n", 1, 5) == 3
+    assert as_int(3.0, "n", 1, 5) == 3
     with pytest.raises(InputError, match=r"n must be an integer from 1 to 5 \(limit\), got 6"):
-        serving.as_int(6, "n", 1, 5, " (limit)")
+        as_int(6, "n", 1, 5, " (limit)")
     with pytest.raises(InputError, match="got True"):
-        serving.as_int(True, "n", 0, 5)
+        as_int(True, "n", 0, 5)
     with pytest.raises(InputError, match="style must be one of 'minimal', 'detailed'; got 'fancy'"):
-        serving.check_choice("fancy", "style", ("minimal", "detailed"))
-    assert serving._watch_list(" is, are,,  ", 5) == [" is", " are"]
+        check_choice("fancy", "style", ("minimal", "detailed"))
+    assert watch_list(" is, are,,  ", 5) == [" is", " are"]
     with pytest.raises(InputError, match="at most 1 watched tokens"):
-        serving._watch_list("a, b", 1)
+        watch_list("a, b", 1)
 
 
 def test_gpu_decorator_is_identity_without_spaces(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +113,7 @@ def test_gpu_decorator_is_identity_without_spaces(monkeypatch: pytest.MonkeyPatc
     def heavy(x: int) -> int:
         return x + 1
 
-    assert serving.gpu(heavy) is heavy
+    assert gpu(heavy) is heavy
 
 
 def test_gpu_decorator_uses_spaces_gpu_when_importable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +134,7 @@ def test_gpu_decorator_uses_spaces_gpu_when_importable(monkeypatch: pytest.Monke
     def heavy(x: int) -> int:
         return x * 2
 
-    wrapped = serving.gpu(heavy)
+    wrapped = gpu(heavy)
     assert seen == [heavy] and wrapped(4) == ("gpu", 8)
 
 
@@ -233,7 +235,8 @@ def test_explain_openai_compatible_backend_uses_the_key_for_this_request_only(cl
     with OpenAICompatServer(api_key=key, responder=lambda m, b: "the word Paris") as srv:
         args = (paris_run["run_id"], 2, 20, -1, "openai", srv.base_url, "test-model")
         html, scores, data = client.predict(*args, key, False, 0, "bm25", "", api_name="/explain")
-        assert [e["text"] for e in data["explanations"]] == ["the word Paris"] * 2
+        texts = [e["text"] for e in data["explanations"]]
+        assert len(texts) == 2 and all(t.startswith('the word Paris (strongest: "') for t in texts)
         assert len(srv.requests) == 2 and "the word Paris" in html and "Not scored" in scores
         assert key not in str(data) and app_server[1].run_history is False  # the browser keeps no inputs
         with pytest.raises(Exception) as err:  # the app's secret is unset, so no key means an error

@@ -101,7 +101,7 @@ def test_explain_with_an_openai_compatible_server(isolated, capsys, monkeypatch)
     blocks = _blocks(out)
     assert len(blocks) == 2
     for block in blocks:
-        assert f"explanation:   {SERVER_EXPLANATION}\n" in block + "\n"
+        assert f"explanation:   {SERVER_EXPLANATION} (strongest: " in block
         assert "must be cut off" not in block
         assert re.search(r"scores: simulation", block)
     explainer_calls = [c for c in chats if c["messages"][0]["content"] == SYSTEM_PROMPT]

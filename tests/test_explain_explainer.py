@@ -73,6 +73,11 @@ def library():
     return load_library(FIXTURE)
 
 
+def _cited(e) -> str:
+    """The quoted strongest tokens an explanation ends with by default (CITED_TOKENS of its record)."""
+    return ", ".join(json.dumps(t, ensure_ascii=False) for t, _ in e.record.top_tokens(3))
+
+
 @pytest.mark.parametrize("workers", [1, 4])
 def test_explanations_come_back_in_factor_order(library, workers):
     positions = [4, 0, 9, 2, 7, 6]
@@ -83,7 +88,8 @@ def test_explanations_come_back_in_factor_order(library, workers):
     assert [e.factor for e in out] == list(range(len(positions)))
     for e, pos in zip(out, positions, strict=True):
         word = TOKENS[pos].strip()
-        assert e.text == f"the token '{word}'"  # cleaned: label, quotes' surroundings and extra lines removed
+        # cleaned (label, quotes' surroundings and extra lines removed), then the strongest token cited
+        assert e.text == f"the token '{word}' (strongest: {_cited(e)})" and _cited(e).startswith(f'"{word}"')
         assert e.record.top_tokens(1)[0][0] == word
         assert f"[{word}:10]" in e.messages[-1]["content"]
 
@@ -100,7 +106,9 @@ def test_order_is_kept_through_a_real_openai_client_with_concurrent_requests(lib
         out = explain_factors(
             TOKENS, _one_hot_factors(positions), backend=backend, retriever="bm25", library=library, max_workers=4
         )
-    assert [e.text for e in out] == [f"the word {TOKENS[p].strip()}" for p in positions]
+    assert [e.text for e in out] == [
+        f"the word {TOKENS[p].strip()} (strongest: {_cited(e)})" for p, e in zip(positions, out)
+    ]
     assert all(e.backend == backend.name for e in out)
 
 
@@ -271,7 +279,7 @@ def test_a_near_copy_is_reported_and_asked_again_without_that_example(library):
     assert library.get(e.copied_from).explanation == shown and e.copy_similarity == 1.0
     assert e.copied_from not in e.example_ids and len(e.example_ids) == 2  # the retry left that example out
     assert shown not in [m["content"] for m in second]
-    assert e.text == "the word Paris" and "nearly copied worked example" in e.notes[-1]
+    assert e.text == f"the word Paris (strongest: {_cited(e)})" and "nearly copied worked example" in e.notes[-1]
     assert e.to_dict()["copied_from"] == e.copied_from and "nearly copied" in format_explanations([e])
 
 
@@ -292,3 +300,12 @@ def test_an_honest_answer_is_not_a_copy(library):
     assert e.copied_from is None and 0.0 <= e.copy_similarity < 0.75 and e.notes == []
     with pytest.raises(InputError, match="on_copy must be one of"):
         explain_factors(TOKENS, _one_hot_factors([4]), backend=PromptReader(), library=library, on_copy="ignore")
+
+
+def test_cite_tokens_zero_keeps_the_answer_and_bad_counts_are_refused(library):
+    (plain,) = explain_factors(TOKENS, _one_hot_factors([4]), backend=PromptReader(), retriever="bm25",
+                               library=library, cite_tokens=0)  # fmt: skip
+    assert plain.text == f"the token '{TOKENS[4].strip()}'"
+    with pytest.raises(InputError, match="cite_tokens must be an integer >= 0"):
+        explain_factors(TOKENS, _one_hot_factors([4]), backend=PromptReader(), retriever="bm25", library=library,
+                        cite_tokens=-1)  # fmt: skip

@@ -16,8 +16,8 @@ from ecco_sdk.explain.backends import (
     default_local_model,
     qwen_installed,
 )
-from ecco_sdk.explain.records import display_tokens
 from ecco_sdk.explain.scoring import pearson, simulate
+from ecco_sdk.tokens import display_tokens
 
 needs_qwen = pytest.mark.skipif(not qwen_installed(), reason=f"{QWEN_LOCAL_MODEL} is not installed")
 

@@ -16,7 +16,7 @@ from servers.openai_compat import OpenAICompatServer, hashed_embedding
 
 from ecco_sdk.errors import BackendError, ConfigurationError, InputError
 from ecco_sdk.explain import OpenAIBackend, OpenAIEmbedder, explain_factors, get_backend, get_embedder
-from ecco_sdk.explain._openai import Secret
+from ecco_sdk.explain.backends.openai import Secret
 
 GOOD_KEY = "sk-ecco-GOODKEY-7f3a9c1e5b2d"
 FAKE_KEY = "sk-ecco-FAKEKEY-0123456789abcdef"

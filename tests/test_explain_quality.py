@@ -16,8 +16,8 @@ from ecco_sdk.explain.prompt import (
     naming_messages,
     user_turn,
 )
-from ecco_sdk.explain.records import display_tokens, same_run, token_words
 from ecco_sdk.explain.scoring import simulate
+from ecco_sdk.tokens import display_tokens, same_run, token_words
 
 
 def test_banned_next_blocks_only_repeats_of_an_ngram_in_the_reply():

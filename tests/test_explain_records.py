@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from ecco_sdk.errors import EccoError, InputError
-from ecco_sdk.explain.records import (
-    ActivationRecord,
-    detokenize,
-    display_tokens,
-    records_from_factors,
-    search_texts,
-    to_levels,
-)
+from ecco_sdk.explain.records import ActivationRecord, records_from_factors, search_texts, to_levels
+from ecco_sdk.tokens import detokenize, display_tokens
 
 TOKENS = ["I", " love", " apples", ",", " pears", ",", " and", " plums", "."]
 

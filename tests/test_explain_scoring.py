@@ -31,6 +31,8 @@ from ecco_sdk.explain.scoring import (
     detection_snippets,
     parse_simulation,
     pearson,
+    quoted_matches,
+    quoted_terms,
     roc_auc,
     simulate,
 )
@@ -93,7 +95,8 @@ def test_good_explanation_beats_the_random_baseline_over_a_real_client(library, 
     assert "comma" not in f.baseline("random").text
     assert f.baseline("random").text in {ex.explanation for ex in library}
     assert f.baseline("top-tokens").text == 'the tokens ",", "." and "and"'
-    assert top.simulation == pytest.approx(1.0)
+    # quoted tokens are taken literally: "." and "and" never fire here, so the list scores below the right phrase
+    assert 0.3 < top.simulation < main.simulation
     if logprobs:
         assert main.detection_auc == 1.0 and rand.detection_auc == 0.5
     else:
@@ -272,3 +275,12 @@ def test_local_backend_really_scores_simulation_and_detection(local, library):
     spread = scores.simulation_spread
     assert spread is not None and 0.0 <= spread <= 10.0
     assert any("hardly reads" in n for n in scores.notes) == (spread < MIN_SPREAD)
+
+
+def test_quoted_tokens_are_read_literally():
+    terms = quoted_terms('Commas (strongest: ",", "\\n", "Paris") and `</li>`, not \'it\'s\' or it\'s')
+    assert {",", "↵", "paris", "</li>"} <= terms and not any("it" in t for t in terms)
+    display = [" Paris", ",", " it", "'s", "↵", "</", "li", ">", " paris"]
+    hits = quoted_matches('the tokens ",", "Paris" and "</li>"', display)
+    assert hits.tolist() == [1, 1, 0, 0, 0, 1, 1, 1, 1]  # "</li>" marks its whole unspaced run; case is ignored
+    assert not quoted_matches("commas and full stops", display).any()  # no quotes: nothing literal

@@ -13,6 +13,7 @@ import torch
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
 
 import ecco_sdk
+from ecco_sdk import attribution
 from ecco_sdk.attribution import _chunk_bounds, _problem, attribute_output
 from ecco_sdk.quadrature import Panel, kronrod_rule, to_split
 
@@ -59,6 +60,21 @@ def test_batched_grouped_backward_equals_captum_llm_attribution(llama, long_run)
     mine, _ = _prompt_scores(llama, long_run, n_steps=12, internal_batch_size=5)
     expected = _captum_llm(llama, PROMPT, long_run, 12)
     assert np.abs(mine - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_head_surrogate_falls_back_when_the_head_does_not_reproduce_the_logits(llama, long_run, monkeypatch):
+    """A model that changes its logits after its head (here: a softcap it never applies) keeps exact gradients."""
+    kw = {"scope": "prompt", "target_kind": "prob", "baseline": 0, "n_steps": 4}
+    reference = attribute_output(llama, long_run, "ig", **kw)["ig"].raw
+    plain = []
+    value = attribution._target_value
+    monkeypatch.setattr(
+        attribution, "_target_value", lambda logits, p, j: plain.append(logits.requires_grad) or value(logits, p, j)
+    )
+    monkeypatch.setattr(llama.adapter, "logit_softcap", 3.0)
+    fallback = attribute_output(llama, long_run, "ig", **kw)["ig"].raw
+    assert any(plain)  # f_j was taken from the model's own logits, with their graph
+    assert np.abs(fallback - reference).max() <= 1e-5 * np.abs(reference).max()
 
 
 def test_kronrod_rule_is_exact_to_its_degree():

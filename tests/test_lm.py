@@ -222,3 +222,24 @@ def test_progress_bar_respects_verbose(tiny_model_dir, capsys):
     loud = ecco_sdk.LM(quiet.loaded, quiet.adapter, verbose=True)
     loud.generate("one", generate=3)
     assert "generating" in capsys.readouterr().err
+
+
+def test_token_id_takes_an_id_or_exactly_one_token(llama):
+    ids = llama.tokenizer(" one", add_special_tokens=False).input_ids
+    assert len(ids) == 1
+    assert llama.token_id(" one") == ids[0]
+    assert llama.token_id(ids[0]) == ids[0] and llama.token_id(np.int64(ids[0])) == ids[0]
+    with pytest.raises(ecco_sdk.InputError, match="watch token ' Paris two' is 2 tokens"):
+        llama.token_id(" Paris two", "watch token")
+
+
+def test_new_output_fills_what_every_run_shares(tiny_model_dir):
+    lm = ecco_sdk.from_pretrained(tiny_model_dir("llama"), activation_layers=[1], verbose=False)
+    ids = lm.encode("one two three")[0].tolist()
+    out = lm.new_output(ids, 2, n_generated=1)
+    assert out.token_ids.tolist() == ids and out.tokens == lm.token_strings(ids)
+    assert (out.n_input_tokens, out.n_generated, out.kind, out.model_name) == (2, 1, "causal", lm.name)
+    assert out.activation_layers == [1] and out.lm is lm
+    assert out.meta == {"adapter": lm.adapter.describe(), "source": lm.loaded.source}
+    generated = lm.generate("one two three", generate=1)
+    assert generated.meta == out.meta and generated.activation_layers == out.activation_layers

@@ -1,7 +1,8 @@
 """The tutorial notebooks run top to bottom on the embedded models, and the committed copies are built and executed.
 
-Every notebooks/*.ipynb is executed (a notebook added later is picked up without touching this file) in a copy
-under a temporary folder, by a kernel of this very interpreter, and a cell error fails its test.
+Every notebook has a jupytext percent-format source, notebooks/NN-name.py, and the committed .ipynb must hold
+exactly its cells. Every notebooks/*.ipynb is executed (a notebook added later is picked up without touching this
+file) in a copy under a temporary folder, by a kernel of this very interpreter, and a cell error fails its test.
 """
 
 from __future__ import annotations
@@ -71,21 +72,64 @@ def _execute(build: ModuleType, source: Path, workdir: Path, kernel: str) -> nbf
 # ----------------------------------------------------------------------------------------- committed notebooks
 
 
-def test_every_notebook_in_the_build_script_is_committed(build):
+def _cells_to_compare(build: ModuleType, stem: str, source: Path, notebook: Path) -> tuple[list, list]:
+    """(committed, expected) cells of `notebook` and of the notebook that `source` builds, as (kind, source)."""
+    committed = nbformat.read(notebook, as_version=4)
+    expected = build.make_notebook(stem, build.read_cells(source))
+    return [(c.cell_type, c.source) for c in committed.cells], [(c.cell_type, c.source) for c in expected.cells]
+
+
+def test_every_notebook_source_is_committed(build):
     committed = {p.stem for p in NOTEBOOKS}
     missing = [stem for stem in build.NOTEBOOKS if stem not in committed]
     assert not missing, f"run `.venv/bin/python notebooks/build.py` to write {missing}"
 
 
+def test_every_committed_notebook_has_a_source(build):
+    assert build.NOTEBOOKS and "build" not in build.NOTEBOOKS
+    orphans = [p.name for p in NOTEBOOKS if p.stem not in build.NOTEBOOKS]
+    assert not orphans, f"{orphans} have no notebooks/<name>.py source: convert with `jupytext --to py:percent`"
+
+
 @pytest.mark.parametrize("stem", list(_build_script().NOTEBOOKS))
-def test_committed_notebook_matches_its_cells_in_the_build_script(build, stem):
-    """Notebooks are generated: a hand edit, or a cell changed without rebuilding, shows up here."""
+def test_committed_notebook_matches_its_source(build, stem):
+    """Notebooks are built: a hand edit, or a source changed without rebuilding, shows up here."""
     path = NOTEBOOK_DIR / f"{stem}.ipynb"
     if not path.exists():
         pytest.fail(f"{path.name} is missing; run `.venv/bin/python notebooks/build.py {stem[:2]}`")
-    committed = nbformat.read(path, as_version=4)
-    expected = build.make_notebook(stem, build.NOTEBOOKS[stem]())
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in expected.cells]
+    committed, expected = _cells_to_compare(build, stem, build.NOTEBOOKS[stem], path)
+    assert committed == expected, f"rebuild with `.venv/bin/python notebooks/build.py {stem[:2]}`"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda text: text.rstrip("\n") + " (edited)\n",  # a changed line in the last cell
+        lambda text: text + '\n# %%\nprint("added to the source only")\n',  # a new code cell
+    ],
+    ids=["changed-line", "added-cell"],
+)
+def test_a_source_edited_without_rebuilding_fails_the_match(build, tmp_path, edit):
+    stem, source = next(iter(build.NOTEBOOKS.items()))
+    notebook = NOTEBOOK_DIR / f"{stem}.ipynb"
+    copy = tmp_path / source.name
+    text = source.read_text(encoding="utf-8")
+    copy.write_text(text, encoding="utf-8")
+    committed, expected = _cells_to_compare(build, stem, copy, notebook)
+    assert committed == expected  # the untouched copy matches: only the edit can make the check fail
+    copy.write_text(edit(text), encoding="utf-8")
+    committed, expected = _cells_to_compare(build, stem, copy, notebook)
+    assert committed != expected
+
+
+def test_magics_commented_out_in_a_source_come_back_in_its_notebook(build):
+    """Sources comment `%matplotlib inline` out (so ruff can parse them); the notebook must run it."""
+    with_magic = [p for p in build.NOTEBOOKS.values() if "\n# %matplotlib inline\n" in p.read_text(encoding="utf-8")]
+    assert with_magic
+    for source in with_magic:
+        code = [text for kind, text in build.read_cells(source) if kind == "code"]
+        assert any(text.splitlines()[0] == "%matplotlib inline" for text in code), source.name
+        assert not any("# %matplotlib" in text for text in code), source.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

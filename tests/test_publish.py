@@ -24,7 +24,8 @@ from packaging.requirements import Requirement
 from servers import send_json
 
 import ecco_sdk
-from ecco_sdk import cli, publish
+from ecco_sdk import cli
+from ecco_sdk.app import publish
 from ecco_sdk.errors import ConfigurationError, InputError, PublishError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ def test_staging_builds_a_wheel_with_the_package_data(staged):
             json.loads(zf.read(member))
         for path in (REPO / "ecco_sdk" / "render" / "assets").iterdir():
             assert f"ecco_sdk/render/assets/{path.name}" in names
-        assert "ecco_sdk/publish.py" in names
+        assert "ecco_sdk/app/publish.py" in names
     assert staged.version == ecco_sdk.__version__
 
 

@@ -27,7 +27,8 @@ from ecco_sdk.render import (
     sparkline_svg,
     token_label,
 )
-from ecco_sdk.render.tokens import normalise_token, token_parts
+from ecco_sdk.render.tokens import token_parts
+from ecco_sdk.tokens import normalise_token
 
 TOKENS = ["Heath", "row", " airport", " is", " located", " in", " the", " city", " of", " London", ",", " England"]
 N_IN = 9

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from ..cancel import checkpoint
+from ..checks import check_int
 from ..errors import InputError
 from .backends import Backend, Message, get_backend
 from .embeddings import Embedder
 from .library import Example, Library, as_library
-from .prompt import NO_PATTERN, clean_explanation, pack_prompt, top_tokens_explanation
+from .prompt import CITED_TOKENS, NO_PATTERN, clean_explanation, pack_prompt, top_tokens_explanation, with_cited_tokens
 from .records import ActivationRecord, records_from_factors
 from .retrieval import Retriever, make_retriever, rank_examples
 from .store import ExampleStore
@@ -43,7 +44,26 @@ _WORD = re.compile(r"\w+")
 
 @dataclass
 class Explanation:
-    """What one factor responds to, according to an LLM, with the prompt and examples it was given."""
+    """What one factor responds to, according to an LLM, with the prompt and examples it was given.
+
+    Made by `explain_factors` / `explain_record`; `to_dict` gives everything but the backend object.
+
+    Args:
+        factor: the factor's index.
+        text: the cleaned one-line explanation.
+        record: the factor's activations as 0-10 levels over the tokens.
+        example_ids: the worked examples that were in the prompt, in prompt order.
+        messages: the chat sent to the backend.
+        backend: the backend's name.
+        retriever: the retriever's name (``""`` when no examples were retrieved).
+        prompt_tokens: the prompt's size in the backend's tokens.
+        token_budget: the prompt budget it was packed into.
+        min_level: the lowest level shown in the prompt (raised when the record did not fit).
+        raw: the backend's answer before cleaning.
+        copied_from: id of the worked example the first answer nearly copied, or None.
+        copy_similarity: share of the first answer's words found in order in the closest example's explanation.
+        notes: remarks a reader should see with the explanation.
+    """
 
     factor: int
     text: str
@@ -64,11 +84,22 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
 
     def active_tokens(self, k: int = 8) -> list[tuple[str, int]]:
-        """The factor's strongest distinct tokens with their 0-10 levels."""
+        """The factor's strongest distinct tokens with their 0-10 levels.
+
+        Args:
+            k: how many tokens at most.
+
+        Returns:
+            ``(token, level)`` pairs, strongest first.
+        """
         return self.record.top_tokens(k)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON (no backend object, no key, just what was sent and received)."""
+        """Plain dict for JSON (no backend object, no key, just what was sent and received).
+
+        Returns:
+            Every field, with the record as `ActivationRecord.to_dict` gives it.
+        """
         return {
             "factor": self.factor,
             "text": self.text,
@@ -88,7 +119,15 @@ class Explanation:
 
 
 def copy_similarity(text: str, reference: str) -> tuple[float, int]:
-    """Share of `text`'s words found in order in `reference` (case-folded), and how many words that is."""
+    """Share of `text`'s words found in order in `reference` (case-folded), and how many words that is.
+
+    Args:
+        text: the answer to check.
+        reference: a worked example's explanation.
+
+    Returns:
+        ``(share 0-1, number of matched words)``; ``(0.0, 0)`` when either has no words.
+    """
     words = [w.lower() for w in _WORD.findall(text)]
     ref = [w.lower() for w in _WORD.findall(reference)]
     if not words or not ref:
@@ -131,6 +170,7 @@ def explain_record(
     max_tokens: int,
     context: int = 3,
     on_copy: str = "top-tokens",
+    cite_tokens: int = CITED_TOKENS,
 ) -> Explanation:
     """Explain one record: retrieve examples, pack the prompt, ask the backend, tidy the answer.
 
@@ -138,6 +178,25 @@ def explain_record(
     top-tokens wording (on_copy="top-tokens", the default) or asked again without that example
     (on_copy="retry"; a second copy falls back to the top-tokens wording); the Explanation records the copy
     and says so in `notes`.
+
+    Args:
+        record: the factor's record (see `records_from_factors`).
+        backend: the LLM to ask.
+        library: the worked examples the retriever's ids refer to.
+        retriever: ranks worked examples; None sends none.
+        n_examples: most worked examples in the prompt (0: none).
+        token_budget: most prompt tokens, in the backend's units.
+        max_tokens: most tokens of the answer.
+        context: tokens shown either side of each active token in the prompt.
+        on_copy: ``"top-tokens"`` or ``"retry"`` (see above).
+        cite_tokens: how many of the record's strongest tokens to quote after the answer (0: none).
+
+    Returns:
+        The `Explanation`; a record with no active token gets `INACTIVE_TEXT` without asking the backend.
+
+    Raises:
+        InputError: `on_copy` is not one of `ON_COPY`, or `token_budget` is not positive.
+        BackendError: the backend failed (a server refused the request or kept failing).
     """
     factor = record.factor if record.factor is not None else 0
     base = {"factor": factor, "record": record, "backend": backend.name, "token_budget": token_budget}
@@ -171,10 +230,14 @@ def explain_record(
             if again is not None:
                 text = top_tokens_explanation(record)
                 how += f", copied {again} then, so the top-tokens wording is used"
+            else:
+                text = with_cited_tokens(text, record, cite_tokens)
         else:
             text = top_tokens_explanation(record)
             how = "the top-tokens wording is used instead"
         notes.append(f"the first answer nearly copied worked example {copied} ({similarity:.0%} of its words); {how}")
+    else:
+        text = with_cited_tokens(text, record, cite_tokens)
     return Explanation(
         text=text,
         example_ids=prompt.example_ids,
@@ -223,21 +286,52 @@ def explain_factors(
     max_workers: int = 1,
     context: int = 3,
     on_copy: str = "top-tokens",
+    cite_tokens: int = CITED_TOKENS,
 ) -> list[Explanation]:
     """One Explanation per factor row of `factors` (n_factors, n_tokens), returned in factor order.
 
-    backend: "local" (offline: the embedded Qwen2.5-Coder-1.5B when installed, else SmolLM2-135M with a
-    note; default unless $ECCO_SDK_EXPLAINER says otherwise),
-    "openai[:model]" or a Backend. retriever: "hybrid" (default: dense MiniLM-in-Chroma ranking with MMR,
-    fused with BM25), "dense" or "bm25" (no embeddings needed). token_budget: most prompt
-    tokens in the backend's own units (default min(1024, context window - max_tokens)). api_key is
-    used for this call only and never stored. max_workers > 1 asks a server for several factors at once.
-    on_copy: what to do when an answer nearly copies a worked example ("top-tokens" or "retry").
+    Args:
+        tokens: the text's tokens, one per column of `factors` (e.g. ``output.tokens[0]``).
+        factors: NMF factor activations, shape (n_factors, n_tokens), e.g. from ``output.run_nmf(...)``.
+        backend: ``"local"`` (offline: the embedded Qwen2.5-Coder-1.5B when installed, else SmolLM2-135M with a
+            note), ``"local:<model>"``, ``"openai"``, ``"openai:<model>"`` or a `Backend`; None reads
+            $ECCO_SDK_EXPLAINER, else ``"local"``.
+        n_examples: most worked examples per prompt (0: none, and no retrieval).
+        token_budget: most prompt tokens in the backend's own units; None means
+            ``min(1024, context window - max_tokens)``.
+        retriever: ``"hybrid"`` (dense MiniLM-in-Chroma ranking with MMR, fused with BM25), ``"dense"``,
+            ``"bm25"`` (no embeddings needed) or a `Retriever`.
+        library: the worked examples: a `Library`, a JSON file, or None for the built-in library.
+        embedder: the embedder for dense retrieval (see `get_embedder`).
+        store: an opened `ExampleStore` to use instead of opening the default one.
+        mmr_lambda: relevance weight of the dense ranking's MMR, 0-1 (1: plain nearest neighbours).
+        max_tokens: most tokens of each answer.
+        api_key: an OpenAI key used for this call only and never stored.
+        max_workers: factors asked at once (more than 1 helps with a server backend).
+        context: tokens shown either side of each active token in the prompt.
+        on_copy: what to do when an answer nearly copies a worked example: ``"top-tokens"`` (use the top-tokens
+            wording) or ``"retry"`` (ask again without that example).
+        cite_tokens: how many of the factor's strongest tokens to quote after the answer's phrase, as
+            ``(strongest: "a", "b", "c")``; 0 keeps the answer as it came. The scoring simulator takes quoted
+            tokens literally, so the quotes also make the explanation's claim checkable.
+
+    Returns:
+        One `Explanation` per factor, in factor order.
+
+    Raises:
+        InputError: a bad count (n_examples < 0, max_tokens <= 0, max_workers < 1), an unknown `on_copy`,
+            backend or retriever, tokens and factors that do not match, or a budget that does not fit the
+            backend's context window.
+        ConfigurationError: the backend or the example store cannot be set up (no API key, a missing model
+            package, a store made with another embedder).
+        FileFormatError: the library file does not validate.
+        BackendError: an LLM or Chroma server refused a request or kept failing.
     """
     if n_examples < 0 or max_tokens <= 0 or max_workers < 1:
         raise InputError("n_examples must be >= 0, max_tokens > 0 and max_workers >= 1")
     if on_copy not in ON_COPY:
         raise InputError(f"on_copy must be one of {ON_COPY}, got {on_copy!r}")
+    cite_tokens = check_int(cite_tokens, "cite_tokens", minimum=0)
     records = records_from_factors(tokens, factors)
     llm = get_backend(backend, api_key=api_key)
     lib = as_library(library) if n_examples else Library(examples=[])
@@ -263,6 +357,7 @@ def explain_factors(
             max_tokens=max_tokens,
             context=context,
             on_copy=on_copy,
+            cite_tokens=cite_tokens,
         )
 
     if max_workers == 1 or len(records) == 1:

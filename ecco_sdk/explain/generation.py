@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import InputError
+
 #: Strings after which the reply is over (a new chat turn leaking into plain text).
 STOP_STRINGS: tuple[str, ...] = ("\n", "<|im_end|>", "<|endoftext|>", "user:", "User:")
 
@@ -32,7 +34,16 @@ def _processor_base() -> type:
 
 
 def make_line_stop(tokenizer: Any, prompt_len: int, stops: Sequence[str] = STOP_STRINGS) -> Any:
-    """A stopping criterion: the generated text holds a stop string after some non-blank text."""
+    """A stopping criterion: the generated text holds a stop string after some non-blank text.
+
+    Args:
+        tokenizer: the model's tokenizer, to decode the reply.
+        prompt_len: the prompt's length in tokens; only tokens after it are checked.
+        stops: strings that end the reply.
+
+    Returns:
+        A ``transformers.StoppingCriteria`` for ``generate(stopping_criteria=[...])``.
+    """
 
     class LineStop(_stopping_base()):
         """Stops a batch of one when the reply's first line is complete."""
@@ -48,9 +59,21 @@ def make_line_stop(tokenizer: Any, prompt_len: int, stops: Sequence[str] = STOP_
 
 
 def make_no_repeat(prompt_len: int, ngram: int = 3, penalty: float = 1.2) -> Any:
-    """A logits processor: no repeated n-gram and a repetition penalty, both within the reply only."""
+    """A logits processor: no repeated n-gram and a repetition penalty, both within the reply only.
+
+    Args:
+        prompt_len: the prompt's length in tokens; only tokens after it count as the reply.
+        ngram: the n-gram size that may not repeat (0: off).
+        penalty: divisor of positive (multiplier of negative) logits of tokens already generated (1.0: off).
+
+    Returns:
+        A ``transformers.LogitsProcessor`` for ``generate(logits_processor=[...])``.
+
+    Raises:
+        InputError: ngram < 0 or penalty < 1.0 (it is a ValueError too).
+    """
     if ngram < 0 or penalty < 1.0:
-        raise ValueError("ngram must be >= 0 (0 = off) and penalty >= 1.0 (1.0 = off)")
+        raise InputError("ngram must be >= 0 (0 = off) and penalty >= 1.0 (1.0 = off)")
 
     class NoRepeatInReply(_processor_base()):
         """Bans n-gram repeats and damps already-used tokens of the generated part."""
@@ -70,7 +93,15 @@ def make_no_repeat(prompt_len: int, ngram: int = 3, penalty: float = 1.2) -> Any
 
 
 def banned_next(reply: Sequence[int], n: int) -> set[int]:
-    """Tokens that would complete an n-gram already present in `reply`."""
+    """Tokens that would complete an n-gram already present in `reply`.
+
+    Args:
+        reply: the token ids generated so far.
+        n: the n-gram size (below 1: nothing is banned).
+
+    Returns:
+        The token ids to ban as the next token.
+    """
     if n < 1 or len(reply) < n:
         return set()
     head = tuple(reply[len(reply) - n + 1 :]) if n > 1 else ()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bounded_io import open_regular, read_json
+from ..checks import is_int
 from ..errors import ConfigurationError, FileFormatError, InputError
 from .records import MAX_LEVEL, ActivationRecord
 
@@ -34,13 +35,28 @@ _REQUIRED = ("id", "category", "tokens", "activations", "explanation")
 
 
 def default_library_path() -> Path:
-    """Where the library shipped with ecco_sdk lives."""
+    """Where the library shipped with ecco_sdk lives.
+
+    Returns:
+        The path of ``ecco_sdk/explain/data/examples.json`` (it may be missing from a broken install).
+    """
     return Path(__file__).resolve().parent / "data" / "examples.json"
 
 
 @dataclass(frozen=True)
 class Example:
-    """One hand-checked pattern: what the explainer is shown as a worked example."""
+    """One hand-checked pattern: what the explainer is shown as a worked example.
+
+    Build one with `parse_example` (which checks every field) or read a whole file with `load_library`.
+
+    Args:
+        id: unique name in its library: 1-128 letters, digits, ``.``, ``_`` or ``-``.
+        category: the kind of pattern (``"punctuation"``, ``"numbers"``...), for spotting thin categories.
+        tokens: the example's tokens, as the model's tokenizer would show them.
+        activations: one integer level 0-10 per token.
+        explanation: the one-line explanation the explainer should imitate.
+        source: where the example came from (``"hand"`` by default).
+    """
 
     id: str
     category: str
@@ -51,11 +67,19 @@ class Example:
 
     @cached_property
     def record(self) -> ActivationRecord:
-        """The example as an activation record (its activations already are 0-10 levels)."""
+        """The example as an activation record (its activations already are 0-10 levels).
+
+        Returns:
+            An `ActivationRecord` over the example's tokens, computed once and cached.
+        """
         return ActivationRecord.from_levels(list(self.tokens), list(self.activations))
 
     def content_hash(self) -> str:
-        """A digest of everything that shapes the prompt, so an edited example is re-embedded."""
+        """A digest of everything that shapes the prompt, so an edited example is re-embedded.
+
+        Returns:
+            32 hex digits of the SHA-256 of the category, tokens, activations, explanation and source.
+        """
         payload = json.dumps(
             [self.category, list(self.tokens), list(self.activations), self.explanation, self.source],
             ensure_ascii=False,
@@ -63,7 +87,11 @@ class Example:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
     def to_dict(self) -> dict[str, Any]:
-        """The example in the library's JSON form."""
+        """The example in the library's JSON form.
+
+        Returns:
+            A dict with the keys ``id``, ``category``, ``tokens``, ``activations``, ``explanation`` and ``source``.
+        """
         d = asdict(self)
         d["tokens"] = list(self.tokens)
         d["activations"] = list(self.activations)
@@ -72,7 +100,18 @@ class Example:
 
 @dataclass
 class Library:
-    """All examples of one library file, in file order, addressable by id."""
+    """All examples of one library file, in file order, addressable by id.
+
+    ``len(library)``, ``iter(library)`` and ``example_id in library`` work as on a list of examples.
+
+    Args:
+        examples: the examples, in file order.
+        path: the file they were read from (named in error messages), or None.
+        version: the file format version.
+
+    Raises:
+        FileFormatError: two examples share an id.
+    """
 
     examples: list[Example]
     path: str | None = None
@@ -98,7 +137,17 @@ class Library:
         return example_id in self._by_id
 
     def get(self, example_id: str) -> Example:
-        """The example with this id."""
+        """The example with this id.
+
+        Args:
+            example_id: the example's ``id``.
+
+        Returns:
+            The `Example`.
+
+        Raises:
+            InputError: the library has no example with this id.
+        """
         try:
             return self._by_id[example_id]
         except KeyError:
@@ -106,18 +155,30 @@ class Library:
 
     @property
     def ids(self) -> list[str]:
-        """Example ids in file order."""
+        """Example ids in file order.
+
+        Returns:
+            One id per example.
+        """
         return [ex.id for ex in self.examples]
 
     def categories(self) -> dict[str, int]:
-        """How many examples each category has (to spot thin categories)."""
+        """How many examples each category has (to spot thin categories).
+
+        Returns:
+            category -> number of examples, in order of first appearance.
+        """
         counts: dict[str, int] = {}
         for ex in self.examples:
             counts[ex.category] = counts.get(ex.category, 0) + 1
         return counts
 
     def to_dict(self) -> dict[str, Any]:
-        """The library in its JSON file form."""
+        """The library in its JSON file form.
+
+        Returns:
+            ``{"version": ..., "examples": [...]}``, which `parse_library` reads back.
+        """
         return {"version": self.version, "examples": [ex.to_dict() for ex in self.examples]}
 
 
@@ -127,7 +188,20 @@ def _where(path: str, index: int, raw: Any) -> str:
 
 
 def parse_example(raw: Any, index: int = 0, path: str = "library") -> Example:
-    """Validate one example dict and build it; the error names the example and the field to fix."""
+    """Validate one example dict and build it; the error names the example and the field to fix.
+
+    Args:
+        raw: one entry of the file's ``examples`` list (parsed JSON).
+        index: its position in that list, for the error message.
+        path: the file it came from, for the error message.
+
+    Returns:
+        The `Example`, with category, explanation and source stripped of surrounding blanks.
+
+    Raises:
+        FileFormatError: a key is missing, the id is malformed, a text field is empty, or the activations are
+            not one integer 0-10 per token.
+    """
     where = _where(path, index, raw)
     if not isinstance(raw, dict):
         raise FileFormatError(f"{where}: must be a JSON object with keys {', '.join(_REQUIRED)}")
@@ -149,7 +223,7 @@ def parse_example(raw: Any, index: int = 0, path: str = "library") -> Example:
             f"{where}: 'activations' has {n} values but 'tokens' has {len(tokens)}; give one integer 0-10 per token"
         )
     for pos, a in enumerate(acts):
-        if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a <= MAX_LEVEL:
+        if not (is_int(a) and 0 <= a <= MAX_LEVEL):
             raise FileFormatError(
                 f"{where}: activations[{pos}] is {a!r} (token {tokens[pos]!r}); activations must be integers 0-10"
             )
@@ -164,7 +238,19 @@ def parse_example(raw: Any, index: int = 0, path: str = "library") -> Example:
 
 
 def parse_library(data: Any, path: str = "library") -> Library:
-    """Validate a whole library document (already parsed JSON)."""
+    """Validate a whole library document (already parsed JSON).
+
+    Args:
+        data: the parsed document, ``{"version": 1, "examples": [...]}``.
+        path: where it came from, for error messages.
+
+    Returns:
+        The `Library`, examples in document order.
+
+    Raises:
+        FileFormatError: the document is not such an object, its version is not supported, ``examples`` is empty,
+            an example is invalid (see `parse_example`), or two examples share an id.
+    """
     if not isinstance(data, dict) or "examples" not in data:
         raise FileFormatError(f'{path}: expected an object like {{"version": 1, "examples": [...]}}')
     version = data.get("version", 1)
@@ -178,7 +264,20 @@ def parse_library(data: Any, path: str = "library") -> Library:
 
 
 def load_library(path: str | Path | None = None) -> Library:
-    """Read and validate a library file (default: the one shipped with ecco_sdk)."""
+    """Read and validate a library file (default: the one shipped with ecco_sdk).
+
+    Args:
+        path: a JSON library file; None reads `default_library_path`.
+
+    Returns:
+        The validated `Library`.
+
+    Raises:
+        InputError: the given file does not exist.
+        ConfigurationError: the built-in library is missing (a broken install).
+        FileFormatError: the file is not a regular file, is over 64 MiB, is not UTF-8 JSON, or does not
+            validate (see `parse_library`).
+    """
     p = Path(path) if path is not None else default_library_path()
     if not p.exists():
         if path is None:
@@ -193,7 +292,18 @@ def load_library(path: str | Path | None = None) -> Library:
 
 
 def as_library(library: Library | str | Path | Sequence[Example] | None) -> Library:
-    """Accept a Library, a path, a list of examples, or None (the built-in library)."""
+    """Accept a Library, a path, a list of examples, or None (the built-in library).
+
+    Args:
+        library: a `Library` (returned as is), a path to a JSON file, a non-empty list of `Example`, or None.
+
+    Returns:
+        The `Library`.
+
+    Raises:
+        InputError: a list holds something other than examples, or is empty; or the file does not exist.
+        FileFormatError: the file does not validate (see `load_library`).
+    """
     if isinstance(library, Library):
         return library
     if library is None or isinstance(library, (str, Path)):

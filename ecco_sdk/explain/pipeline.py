@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_text
+from ..checks import as_activations, check_int, check_text, check_tokens
 from ..errors import InputError
+from ..factors import fit_factor_model, texts_activations
 from .explainer import Explanation, explain_factors
 from .scoring import ScoreReport, score_explanations
 from .summary import format_explanations
@@ -39,20 +40,33 @@ SKIP_FIRST = 1
 
 
 def skip_positions(activations: Any, tokens: Sequence[str], skip: int) -> tuple[np.ndarray, list[str]]:
-    """Activations (layers, neurons, positions) and tokens without their first `skip` positions."""
-    from ..factors import _as_activations, _check_tokens
+    """Activations and tokens without their first `skip` positions (see SKIP_FIRST for why).
 
-    if isinstance(skip, bool) or not isinstance(skip, int | np.integer) or skip < 0:
-        raise InputError(f"skip_first must be a non-negative integer (positions to leave out), got {skip!r}")
-    acts = _as_activations(activations)
-    toks = _check_tokens(tokens, acts.shape[2])
+    Args:
+        activations: FFN activations shaped (layers, neurons, positions), numpy or torch.
+        tokens: one display string per position.
+        skip: how many leading positions to leave out.
+
+    Returns:
+        (float32 activations, tokens), both without the first `skip` positions.
+    """
+    skip = check_int(skip, "skip_first", minimum=0, what="a non-negative integer", hint=" (positions to leave out)")
+    acts = as_activations(activations)
+    toks = check_tokens(tokens, acts.shape[2])
     return acts[:, :, skip:], toks[skip:]
 
 
 def held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, tuple[list[str], np.ndarray]]:
-    """(tokens, activations) of each held-out text, its first `skip` positions left out like the explained text's."""
-    from ..factors import texts_activations
+    """The tokens and activations of each held-out text, its first `skip` positions left out like the explained text's.
 
+    Args:
+        lm: the `LM` to run the texts through.
+        texts: the held-out texts.
+        skip: how many leading positions to leave out of each.
+
+    Returns:
+        {text: (tokens, activations shaped (layers, neurons, positions))}.
+    """
     for i, text in enumerate(texts):
         check_text(text, f"held-out text {i}")
     pairs = {}
@@ -69,7 +83,13 @@ def held_out_activations(lm: Any, texts: Sequence[str], skip: int) -> dict[str, 
 
 @dataclass
 class TextExplanation:
-    """What `explain_text` found: the factor analysis, one explanation per factor, and their scores."""
+    """What `explain_text` found: the factor analysis, one explanation per factor, and their scores.
+
+    Args:
+        nmf: the factor analysis (`factors.NMFResult`) of the explained positions.
+        explanations: one explanation per factor.
+        report: how well each explanation predicts its factor on held-out text (None when not scored).
+    """
 
     nmf: Any
     explanations: list[Explanation]
@@ -79,7 +99,11 @@ class TextExplanation:
         return format_explanations(self.explanations, self.report)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable view."""
+        """JSON-serializable view.
+
+        Returns:
+            {"nmf": ..., "explanations": [...], "scores": ... or None}.
+        """
         return {
             "nmf": self.nmf.to_dict(),
             "explanations": [e.to_dict() for e in self.explanations],
@@ -106,9 +130,25 @@ def explain_activations(
 
     The first `skip_first` positions of this text and of every held-out text are left out (see SKIP_FIRST);
     the result's `nmf.positions` says which positions were factorized.
-    """
-    from ..factors import fit_factor_model
 
+    Args:
+        lm: the `LM` the activations came from (it runs the held-out texts).
+        tokens: one display string per position.
+        activations: FFN activations shaped (layers, neurons, positions), numpy or torch.
+        n_components: how many factors to find and explain.
+        from_layer: first layer factorized (None: 0).
+        to_layer: layer after the last one factorized (None: all).
+        backend: the LLM that writes and scores explanations (a `Backend`, a name such as "local", or None
+            for the default).
+        score: score each explanation on the held-out texts.
+        held_out: texts to score on (None: HELD_OUT_TEXTS).
+        api_key: key for an OpenAI-compatible backend (default: the environment's).
+        skip_first: how many leading positions of every text to leave out.
+        **explain_kw: further options of `explain_factors` (n_examples, retriever, library, max_tokens, ...).
+
+    Returns:
+        The factors, their explanations and (when `score`) the score report.
+    """
     acts, toks = skip_positions(activations, tokens, skip_first)
     if len(toks) < 2:
         raise InputError(
@@ -130,15 +170,33 @@ def explain_activations(
 
 
 def explain_text(lm: Any, text: str, n_components: int = 3, **kw: Any) -> TextExplanation:
-    """Run `text` through `lm` (one forward pass) and explain the factors of its FFN activations."""
-    from ..factors import texts_activations
+    """Run `text` through `lm` (one forward pass) and explain the factors of its FFN activations.
 
+    Args:
+        lm: the `LM` to run.
+        text: the text to explain.
+        n_components: how many factors to find and explain.
+        **kw: the options of `explain_activations` (backend, score, held_out, skip_first, ...).
+
+    Returns:
+        The factors, their explanations and scores.
+    """
     check_text(text)
     ((tokens, acts),) = texts_activations(lm, [text])
     return explain_activations(lm, tokens, acts, n_components, **kw)
 
 
 def explain_output(out: Any, n_components: int = 3, stack: str = "main", **kw: Any) -> TextExplanation:
-    """Explain the factors of a run that is already captured (no recomputation); the run must carry its LM."""
+    """Explain the factors of a run that is already captured (no recomputation); the run must carry its LM.
+
+    Args:
+        out: an `OutputSeq` with FFN activations and its `LM` attached.
+        n_components: how many factors to find and explain.
+        stack: "main", or "encoder" for the encoder of an encoder-decoder model.
+        **kw: the options of `explain_activations` (backend, score, held_out, skip_first, ...).
+
+    Returns:
+        The factors, their explanations and scores.
+    """
     acts, tokens, _ = out.stack_view(stack)
-    return explain_activations(out._require_lm(), tokens, acts, n_components, **kw)
+    return explain_activations(out.require_lm(), tokens, acts, n_components, **kw)

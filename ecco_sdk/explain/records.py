@@ -27,62 +27,22 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..tokens import display_tokens, token_words
 
 MAX_LEVEL = 10
 ELLIPSIS = "…"
-NEWLINE_MARK = "↵"
-TAB_MARK = "⇥"
-
-_BYTE_LEVEL = {"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "č": ""}
-_SPECIAL_PREFIXES = ("<|", "[CLS", "[SEP", "[PAD", "[MASK", "[UNK", "<s>", "</s>", "<pad>", "<unk>", "<eos>", "<bos>")
-
-
-def _is_special(token: str) -> bool:
-    return token.startswith(_SPECIAL_PREFIXES) and (token.endswith((">", "]")))
-
-
-def token_scheme(tokens: Sequence[str]) -> str:
-    """Guess how a token list marks word starts, so it can be shown as readable text."""
-    if any(t.startswith("##") and len(t) > 2 for t in tokens):
-        return "wordpiece"
-    if any(("Ġ" in t or "Ċ" in t) for t in tokens):
-        return "byte-level"
-    if any("▁" in t for t in tokens):
-        return "sentencepiece"
-    return "plain"
-
-
-def _visible(text: str) -> str:
-    """Make whitespace that would break a line-based view visible."""
-    return text.replace("\r\n", "\n").replace("\r", "").replace("\n", NEWLINE_MARK).replace("\t", TAB_MARK)
-
-
-def display_tokens(tokens: Sequence[str]) -> list[str]:
-    """Turn raw sub-word tokens into display strings that concatenate back into readable text."""
-    scheme = token_scheme(tokens)
-    out: list[str] = []
-    for i, tok in enumerate(tokens):
-        tok = str(tok)
-        if scheme == "byte-level" and not _is_special(tok):
-            tok = "".join(_BYTE_LEVEL.get(ch, ch) for ch in tok)
-        elif scheme == "sentencepiece" and not _is_special(tok):
-            tok = tok.replace("▁", " ")
-        elif scheme == "wordpiece":
-            if tok.startswith("##") and len(tok) > 2:
-                tok = tok[2:]
-            elif i > 0:
-                tok = " " + tok
-        out.append(_visible(tok))
-    return out
-
-
-def detokenize(tokens: Sequence[str]) -> str:
-    """Readable text for a token list (for snippets shown to an LLM)."""
-    return "".join(display_tokens(tokens)).strip()
+# Token rules (special tokens, markers, display strings, words) live in ecco_sdk.tokens.
 
 
 def to_levels(values: Sequence[float] | np.ndarray) -> list[int]:
-    """Scale non-negative activations to integers 0..10 relative to their maximum (all zero stays zero)."""
+    """Scale non-negative activations to integers 0..10 relative to their maximum (all zero stays zero).
+
+    Args:
+        values: One factor's activations over a text; negative values count as 0.
+
+    Returns:
+        One level per value, round(10 * value / max).
+    """
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.size and not np.all(np.isfinite(arr)):
         raise InputError("activations contain NaN or infinity; factor values must be finite numbers")
@@ -94,7 +54,15 @@ def to_levels(values: Sequence[float] | np.ndarray) -> list[int]:
 
 
 def check_non_negative(values: np.ndarray, what: str) -> np.ndarray:
-    """Clip float noise below zero; refuse clearly signed data, which 0-10 levels cannot represent."""
+    """Clip float noise below zero; refuse clearly signed data, which 0-10 levels cannot represent.
+
+    Args:
+        values: Factor activations of any shape.
+        what: Names the values in the error message.
+
+    Returns:
+        The values as float64 with tiny negatives (under 1e-6 of the largest magnitude) set to 0.
+    """
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
         return arr
@@ -111,7 +79,14 @@ def check_non_negative(values: np.ndarray, what: str) -> np.ndarray:
 
 @dataclass
 class ActivationRecord:
-    """One factor over one token sequence, kept both raw (for scoring) and as 0-10 levels (for prompts)."""
+    """One factor over one token sequence, kept both raw (for scoring) and as 0-10 levels (for prompts).
+
+    Attributes:
+        tokens: The raw tokens, one per activation.
+        activations: The factor's raw value at each token.
+        levels: The 0-10 levels (empty: computed from `activations` by `to_levels`).
+        factor: The factor's index, when the record comes from a factor matrix.
+    """
 
     tokens: list[str]
     activations: list[float]
@@ -133,7 +108,16 @@ class ActivationRecord:
 
     @classmethod
     def from_levels(cls, tokens: Sequence[str], levels: Sequence[int], factor: int | None = None) -> ActivationRecord:
-        """A record whose values are already 0-10 levels (library examples)."""
+        """A record whose values are already 0-10 levels (library examples).
+
+        Args:
+            tokens: The tokens.
+            levels: One 0-10 level per token.
+            factor: The factor's index, if any.
+
+        Returns:
+            A record whose activations equal its levels.
+        """
         lv = [int(v) for v in levels]
         return cls(tokens=list(tokens), activations=[float(v) for v in lv], levels=lv, factor=factor)
 
@@ -148,16 +132,35 @@ class ActivationRecord:
         return display_tokens(self.tokens)
 
     def is_empty(self) -> bool:
-        """True when no token reaches level 1: the factor is silent on this text."""
+        """True when no token reaches level 1: the factor is silent on this text.
+
+        Returns:
+            Whether every level is 0.
+        """
         return not any(self.levels)
 
     def active(self, min_level: int = 1) -> list[tuple[int, str, int]]:
-        """(position, display token, level) of every token at or above min_level, in text order."""
+        """(position, display token, level) of every token at or above min_level, in text order.
+
+        Args:
+            min_level: The lowest level that counts as active.
+
+        Returns:
+            The active tokens as (position, display token, level) tuples.
+        """
         disp = self.display
         return [(i, disp[i], lv) for i, lv in enumerate(self.levels) if lv >= min_level]
 
     def top_tokens(self, k: int = 5, min_level: int = 1) -> list[tuple[str, int]]:
-        """The k strongest distinct tokens (display form, best level), strongest first."""
+        """The k strongest distinct tokens (display form, best level), strongest first.
+
+        Args:
+            k: How many tokens to return.
+            min_level: The lowest level that counts as active.
+
+        Returns:
+            Up to k (token, level) pairs, tokens stripped of surrounding spaces.
+        """
         best: dict[str, int] = {}
         for _, tok, lv in self.active(min_level):
             key = tok.strip() or tok
@@ -165,7 +168,15 @@ class ActivationRecord:
         return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def top_words(self, k: int = 5, min_level: int = 1) -> list[tuple[str, int]]:
-        """Like `top_tokens`, but each sub-word token widened to its whole word ("en" -> "Bergen")."""
+        """Like `top_tokens`, but each sub-word token widened to its whole word ("en" -> "Bergen").
+
+        Args:
+            k: How many words to return.
+            min_level: The lowest level that counts as active.
+
+        Returns:
+            Up to k (word, level) pairs, strongest first.
+        """
         words = token_words(self.display)
         best: dict[str, int] = {}
         for pos, _, lv in self.active(min_level):
@@ -173,7 +184,15 @@ class ActivationRecord:
         return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def compact(self, context: int = 3, min_level: int = 1) -> str:
-        """The active tokens in context, e.g. ``love apples[,:10] pears[,:9] …`` (see module doc)."""
+        """The active tokens in context, e.g. ``love apples[,:10] pears[,:9] …`` (see module doc).
+
+        Args:
+            context: Inactive tokens kept on each side of every active token.
+            min_level: The lowest level that is marked.
+
+        Returns:
+            The compact view; empty when no token reaches `min_level`.
+        """
         disp = self.display
         n = len(disp)
         hot = [i for i, lv in enumerate(self.levels) if lv >= min_level]
@@ -200,15 +219,27 @@ class ActivationRecord:
         return "".join(parts).strip()
 
     def lines(self) -> str:
-        """One ``token<TAB>level`` line per token: the simulation format."""
+        """One ``token<TAB>level`` line per token: the simulation format.
+
+        Returns:
+            The lines joined by newlines.
+        """
         return "\n".join(f"{tok}\t{lv}" for tok, lv in zip(self.display, self.levels, strict=True))
 
     def text(self) -> str:
-        """The plain text the record covers."""
+        """The plain text the record covers.
+
+        Returns:
+            The display tokens joined, without surrounding whitespace.
+        """
         return "".join(self.display).strip()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON."""
+        """Plain dict for JSON.
+
+        Returns:
+            The factor, tokens, activations, levels, peak and compact view.
+        """
         return {
             "factor": self.factor,
             "tokens": list(self.tokens),
@@ -217,39 +248,6 @@ class ActivationRecord:
             "max_activation": self.max_activation,
             "compact": self.compact(),
         }
-
-
-def token_words(display: Sequence[str], glue: Any = None) -> list[str]:
-    """The word each display token belongs to ("en" in " Berg"+"en" -> "Bergen"), one per token.
-
-    glue(before, token) says whether `token` continues the word of the token before it; the default joins
-    letters and digits only. A token that is all whitespace stays itself.
-    """
-    joins = glue or _continues_word
-    out = []
-    for pos in range(len(display)):
-        start, end = pos, pos + 1
-        while start > 0 and joins(display[start - 1], display[start]):
-            start -= 1
-        while end < len(display) and joins(display[end - 1], display[end]):
-            end += 1
-        out.append("".join(display[start:end]).strip() or display[pos])
-    return out
-
-
-def same_run(before: str, token: str) -> bool:
-    """True when no whitespace (nor a shown line break or tab) separates `token` from `before` ("</" "li" ">")."""
-    breaks = (NEWLINE_MARK, TAB_MARK)
-    return (
-        bool(token)
-        and bool(before)
-        and not (token[0].isspace() or before[-1].isspace() or token[0] in breaks or before[-1] in breaks)
-    )
-
-
-def _continues_word(before: str, token: str) -> bool:
-    """True when `token` glues onto `before` inside one word (no space, both sides letters or digits)."""
-    return bool(token) and token[0].isalnum() and bool(before) and before[-1].isalnum()
 
 
 def _mark(token: str, level: int) -> str:
@@ -263,7 +261,15 @@ def _mark(token: str, level: int) -> str:
 def records_from_factors(
     tokens: Sequence[str], factors: np.ndarray | Sequence[Sequence[float]]
 ) -> list[ActivationRecord]:
-    """One record per factor row, in factor order; a 1-D array counts as a single factor."""
+    """One record per factor row, in factor order; a 1-D array counts as a single factor.
+
+    Args:
+        tokens: The text's tokens, one per column.
+        factors: Non-negative factor activations shaped (n_factors, n_tokens), or (n_tokens,) for one factor.
+
+    Returns:
+        One ActivationRecord per factor.
+    """
     toks = [str(t) for t in tokens]
     if not toks:
         raise InputError("tokens is empty; pass the token strings the factors were computed on")
@@ -289,6 +295,12 @@ def search_texts(record: ActivationRecord) -> tuple[str, str]:
     The first text carries *which* tokens fire (so "Paris" finds other city examples), the second how
     they sit in the text (so commas between list items find list-comma examples); their embeddings are
     averaged. A silent record falls back to its plain text for both.
+
+    Args:
+        record: The record to search by.
+
+    Returns:
+        (its top active tokens, its compact view with one token of context).
     """
     words = " ".join(tok for tok, _ in record.top_tokens(8))
     return (words or record.text(), record.compact(context=1) or record.text())

@@ -33,17 +33,41 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 
 @runtime_checkable
 class Retriever(Protocol):
-    """Ranks library examples by how useful they are as worked examples for a record."""
+    """Ranks library examples by how useful they are as worked examples for a record.
+
+    Any object with a ``name`` and this ``rank`` method can be passed as ``retriever=``.
+    """
 
     name: str
 
     def rank(self, record: ActivationRecord, k: int) -> list[str]:
-        """Up to k example ids, best first."""
+        """Up to k example ids, best first.
+
+        Args:
+            record: the factor's record to find worked examples for.
+            k: how many ids to return at most.
+
+        Returns:
+            Library example ids, best first.
+        """
         ...
 
 
 def mmr(query: np.ndarray, candidates: np.ndarray, k: int, lam: float = 0.5) -> list[int]:
-    """Indices of k candidates chosen by maximal marginal relevance (vectors assumed unit-length)."""
+    """Indices of k candidates chosen by maximal marginal relevance (vectors assumed unit-length).
+
+    Args:
+        query: the query vector, shape (dim,).
+        candidates: the candidate vectors, shape (n, dim).
+        k: how many to choose.
+        lam: weight of relevance against redundancy, 0-1 (1: plain nearest neighbours).
+
+    Returns:
+        Up to k row indices into `candidates`, in the order they were chosen.
+
+    Raises:
+        InputError: `lam` is outside 0-1.
+    """
     if not 0.0 <= lam <= 1.0:
         raise InputError(f"mmr lambda must be between 0 and 1, got {lam}")
     cands = np.asarray(candidates, dtype=np.float64)
@@ -68,7 +92,17 @@ def mmr(query: np.ndarray, candidates: np.ndarray, k: int, lam: float = 0.5) -> 
 
 
 class DenseRetriever:
-    """Nearest examples in embedding space, diversified with MMR."""
+    """Nearest examples in embedding space, diversified with MMR.
+
+    Args:
+        store: the synced example store to query.
+        library: when given, only ids this library has are returned (a shared store may hold others).
+        mmr_lambda: relevance weight for `mmr`, 0-1.
+        fetch: how many nearest examples to re-rank at least.
+
+    Raises:
+        InputError: `mmr_lambda` is outside 0-1.
+    """
 
     name = "dense"
 
@@ -81,7 +115,18 @@ class DenseRetriever:
         self.fetch = max(1, int(fetch))
 
     def rank(self, record: ActivationRecord, k: int) -> list[str]:
-        """MMR-ordered ids among the nearest `fetch` (at least 4k) stored examples."""
+        """MMR-ordered ids among the nearest `fetch` (at least 4k) stored examples.
+
+        Args:
+            record: the factor's record.
+            k: how many ids to return at most.
+
+        Returns:
+            Example ids, best first.
+
+        Raises:
+            BackendError: a Chroma server did not answer within its timeouts.
+        """
         query = self.store.embed_query(record)
         hits = self.store.query(query, max(self.fetch, 4 * k))
         if self.library is not None:
@@ -93,7 +138,16 @@ class DenseRetriever:
 
 
 def token_shape(token: str, position: int, length: int) -> list[str]:
-    """Coarse shape terms of a token (number, capitalised, punctuation, suffix, position) for lexical matching."""
+    """Coarse shape terms of a token (number, capitalised, punctuation, suffix, position) for lexical matching.
+
+    Args:
+        token: the display token.
+        position: its index in the record.
+        length: the record's number of tokens.
+
+    Returns:
+        Terms such as ``"#number"``, ``"#capital"``, ``"#suffix-ing"`` or ``"#first"``.
+    """
     core = token.strip()
     shapes = []
     if not core:
@@ -120,7 +174,15 @@ def token_shape(token: str, position: int, length: int) -> list[str]:
 
 
 def lexical_terms(record: ActivationRecord, context: int = 1) -> list[str]:
-    """BM25 terms: each active token and its shape (repeated by strength) plus the words right around it."""
+    """BM25 terms: each active token and its shape (repeated by strength) plus the words right around it.
+
+    Args:
+        record: the record to describe.
+        context: how many tokens either side of an active one contribute their words.
+
+    Returns:
+        The terms; the record's words when no token is active.
+    """
     terms: list[str] = []
     display = record.display
     near: set[int] = set()
@@ -134,7 +196,11 @@ def lexical_terms(record: ActivationRecord, context: int = 1) -> list[str]:
 
 
 class BM25Retriever:
-    """Okapi BM25 over the examples' active tokens and words; no embeddings needed."""
+    """Okapi BM25 over the examples' active tokens and words; no embeddings needed.
+
+    Args:
+        library: the examples to rank.
+    """
 
     name = "bm25"
 
@@ -147,14 +213,29 @@ class BM25Retriever:
         self._bm25 = BM25Okapi(corpus)
 
     def rank(self, record: ActivationRecord, k: int) -> list[str]:
-        """Ids by BM25 score (ties keep library order)."""
+        """Ids by BM25 score (ties keep library order).
+
+        Args:
+            record: the factor's record.
+            k: how many ids to return at most.
+
+        Returns:
+            Example ids, best first.
+        """
         scores = np.asarray(self._bm25.get_scores(lexical_terms(record)), dtype=np.float64)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         return [self._ids[i] for i in order[:k]]
 
 
 class HybridRetriever:
-    """Reciprocal-rank fusion of a dense and a lexical ranking."""
+    """Reciprocal-rank fusion of a dense and a lexical ranking.
+
+    Args:
+        dense: the embedding-based retriever.
+        lexical: the lexical retriever.
+        k0: the fusion constant in ``1 / (k0 + rank)``; larger flattens the difference between ranks.
+        depth: how many ids each ranking contributes at least.
+    """
 
     name = "hybrid"
 
@@ -165,7 +246,15 @@ class HybridRetriever:
         self.depth = int(depth)
 
     def rank(self, record: ActivationRecord, k: int) -> list[str]:
-        """Ids by fused score, sum over rankings of 1 / (k0 + rank)."""
+        """Ids by fused score, sum over rankings of 1 / (k0 + rank).
+
+        Args:
+            record: the factor's record.
+            k: how many ids to return at most.
+
+        Returns:
+            Example ids, best first (ties: first seen first).
+        """
         depth = max(self.depth, 4 * k)
         scores: dict[str, float] = {}
         first_seen: dict[str, int] = {}
@@ -186,7 +275,25 @@ def make_retriever(
     collection: str | None = None,
     chroma: Any = None,
 ) -> Retriever:
-    """Build a retriever by name ("dense", "bm25", "hybrid"), syncing the store for dense ones."""
+    """Build a retriever by name ("dense", "bm25", "hybrid"), syncing the store for dense ones.
+
+    Args:
+        spec: ``"dense"``, ``"bm25"``, ``"hybrid"``, or a `Retriever` (returned as is).
+        library: the examples to rank.
+        store: an opened store for dense ranking (synced with `library` here); None opens one with `open_store`.
+        embedder: the embedder for a new store (see `get_embedder`).
+        mmr_lambda: relevance weight of the dense ranking's `mmr`, 0-1.
+        collection: the Chroma collection name for a new store (None: the default one).
+        chroma: a Chroma client for a new store (None: `chroma_client`).
+
+    Returns:
+        The retriever.
+
+    Raises:
+        InputError: an unknown name, an object without ``name``/``rank``, or `mmr_lambda` outside 0-1.
+        ConfigurationError: the store cannot be opened (see `open_store`).
+        BackendError: a Chroma server stopped answering while syncing.
+    """
     if not isinstance(spec, str):
         if not isinstance(spec, Retriever):
             raise InputError(f"retriever {spec!r} needs a `name` and a `rank(record, k)` method")
@@ -210,7 +317,16 @@ def make_retriever(
 
 
 def rank_examples(retriever: Retriever, record: ActivationRecord, k: int) -> list[str]:
-    """A retriever's ranking with duplicates removed (fusion and filters can repeat ids)."""
+    """A retriever's ranking with duplicates removed (fusion and filters can repeat ids).
+
+    Args:
+        retriever: the retriever to ask.
+        record: the factor's record.
+        k: how many ids to ask for.
+
+    Returns:
+        Its ids, best first, each once.
+    """
     seen: set[str] = set()
     out: list[str] = []
     for ex_id in retriever.rank(record, k):
@@ -221,5 +337,13 @@ def rank_examples(retriever: Retriever, record: ActivationRecord, k: int) -> lis
 
 
 def ids_in(library: Library, ids: Sequence[str]) -> list[str]:
-    """Keep only ids the library has (a shared store may hold others)."""
+    """Keep only ids the library has (a shared store may hold others).
+
+    Args:
+        library: the library to check against.
+        ids: example ids.
+
+    Returns:
+        The ids the library has, in their order.
+    """
     return [i for i in ids if i in library]

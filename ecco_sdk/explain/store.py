@@ -63,7 +63,15 @@ def _settings() -> Any:
 
 
 def chroma_timeouts() -> tuple[float, float]:
-    """(connect, read) timeouts in seconds for a Chroma server, from the environment or the defaults."""
+    """(connect, read) timeouts in seconds for a Chroma server, from the environment or the defaults.
+
+    Returns:
+        ``(connect, read)``: ECCO_SDK_CHROMA_CONNECT_TIMEOUT or `CHROMA_CONNECT_TIMEOUT`, and
+        ECCO_SDK_CHROMA_TIMEOUT or `CHROMA_TIMEOUT`.
+
+    Raises:
+        ConfigurationError: one of the variables is set but is not a positive number.
+    """
     return (
         seconds_from_env("ECCO_SDK_CHROMA_CONNECT_TIMEOUT", CHROMA_CONNECT_TIMEOUT),
         seconds_from_env("ECCO_SDK_CHROMA_TIMEOUT", CHROMA_TIMEOUT),
@@ -71,7 +79,15 @@ def chroma_timeouts() -> tuple[float, float]:
 
 
 def chroma_location(path: str | Path | None = None) -> str:
-    """Where the store lives: ``http://host:port`` for a server, else the embedded store's folder."""
+    """Where the store lives: ``http://host:port`` for a server, else the embedded store's folder.
+
+    Args:
+        path: a folder for an embedded store; None uses the server named by CHROMA_HOST/CHROMA_PORT when either
+            is set, else ``cache_dir() / "chroma"``.
+
+    Returns:
+        The server URL, or the folder's absolute path.
+    """
     host, port = os.environ.get("CHROMA_HOST"), os.environ.get("CHROMA_PORT")
     if path is None and (host or port):
         return f"http://{host or 'localhost'}:{port or 8000}"
@@ -87,6 +103,16 @@ def chroma_client(path: str | Path | None = None) -> Any:
 
     Clients are cached per location. A server client is made without any lock held, so a slow or silent server
     delays only its own callers (each for at most the timeouts); an embedded one under a per-folder lock.
+
+    Args:
+        path: a folder for an embedded store (see `chroma_location`); None picks the server or the default folder.
+
+    Returns:
+        A ``chromadb`` client (``HttpClient`` or ``PersistentClient``), the same object for the same location.
+
+    Raises:
+        ConfigurationError: CHROMA_PORT is not a number, the server does not answer a heartbeat within the
+            timeouts, or the installed chromadb cannot have its requests bounded.
     """
     location = chroma_location(path)
     with _CLIENTS_LOCK:
@@ -188,7 +214,18 @@ def forget_clients() -> None:
 
 
 def check_collection_name(name: str) -> str:
-    """Chroma's collection-name rules, checked up front so the error says what to change."""
+    """Chroma's collection-name rules, checked up front so the error says what to change.
+
+    Args:
+        name: the collection name.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        InputError: it is not 3-512 letters, digits, ``.``, ``_`` or ``-`` starting and ending with a letter
+            or digit, or it holds ``..``.
+    """
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
         raise InputError(
             f"collection name {name!r} is invalid: use 3-512 characters of letters, digits, '.', '_' or '-', "
@@ -199,7 +236,14 @@ def check_collection_name(name: str) -> str:
 
 @dataclass
 class SyncStats:
-    """What one `sync` changed: how many examples were added, re-embedded, left alone, or removed."""
+    """What one `sync` changed: how many examples were added, re-embedded, left alone, or removed.
+
+    Args:
+        added: examples the collection did not hold.
+        updated: examples whose content changed, so they were embedded again.
+        unchanged: examples already stored with the same content.
+        removed: stored examples the library no longer has, deleted.
+    """
 
     added: int = 0
     updated: int = 0
@@ -207,13 +251,23 @@ class SyncStats:
     removed: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        """Plain dict for JSON."""
+        """Plain dict for JSON.
+
+        Returns:
+            ``{"added": ..., "updated": ..., "unchanged": ..., "removed": ...}``.
+        """
         return asdict(self)
 
 
 @dataclass
 class Hit:
-    """One stored example near a query: its id, vector and cosine similarity."""
+    """One stored example near a query: its id, vector and cosine similarity.
+
+    Args:
+        id: the example's library id.
+        similarity: cosine similarity to the query vector.
+        embedding: the stored unit vector.
+    """
 
     id: str
     similarity: float
@@ -221,7 +275,16 @@ class Hit:
 
 
 class ExampleStore:
-    """A Chroma collection of library examples, tied to one embedding model."""
+    """A Chroma collection of library examples, tied to one embedding model.
+
+    Get one with `open_store` (opens and syncs) or `ExampleStore.open` (opens only).
+
+    Args:
+        collection: the Chroma collection.
+        embedder: the embedder that made its vectors.
+        location: where it lives (a server URL or a folder), named in error messages.
+        client: the Chroma client that holds it, needed by `drop`.
+    """
 
     def __init__(self, collection: Any, embedder: Embedder, location: str, client: Any = None) -> None:
         self.collection = collection
@@ -247,7 +310,23 @@ class ExampleStore:
         path: str | Path | None = None,
         collection: str = DEFAULT_COLLECTION,
     ) -> ExampleStore:
-        """Open (or create) the collection, refusing one that was built with another embedding model."""
+        """Open (or create) the collection, refusing one that was built with another embedding model.
+
+        Args:
+            embedder: an `Embedder` or a spec for `get_embedder` (None: $ECCO_SDK_EMBEDDING or MiniLM).
+            client: a Chroma client to use; None uses `chroma_client`.
+            path: a folder for an embedded store when no client is given (see `chroma_location`).
+            collection: the collection name.
+
+        Returns:
+            The store, not yet synced with any library.
+
+        Raises:
+            InputError: the collection name or the embedder spec is invalid.
+            ConfigurationError: the collection cannot be opened, was not made by ecco_sdk, or holds vectors of
+                another embedding model; or the server cannot be reached (see `chroma_client`).
+            BackendError: the server stopped answering while opening the collection.
+        """
         emb = get_embedder(embedder)
         check_collection_name(collection)
         location = chroma_location(path) if client is None else "custom client"
@@ -290,7 +369,14 @@ class ExampleStore:
             )
 
     def embed_records(self, records: list[ActivationRecord]) -> np.ndarray:
-        """One unit vector per record: the mean of the embeddings of its two search texts."""
+        """One unit vector per record: the mean of the embeddings of its two search texts.
+
+        Args:
+            records: the records to embed.
+
+        Returns:
+            An (n_records, dim) float32 array with unit rows; (0, 0) for no records.
+        """
         if not records:
             return np.zeros((0, 0), dtype=np.float32)
         flat = [text for rec in records for text in search_texts(rec)]
@@ -299,13 +385,33 @@ class ExampleStore:
         return normalize_rows(pairs)
 
     def stored_hashes(self) -> dict[str, str]:
-        """id -> content hash of everything in the collection."""
+        """id -> content hash of everything in the collection.
+
+        Returns:
+            The stored hash (``""`` when missing) of every stored example, by id.
+
+        Raises:
+            BackendError: a Chroma server did not answer within its timeouts.
+        """
         with _server_errors(self.location, "list the stored examples"):
             got = self.collection.get(include=["metadatas"])
         return {i: str((m or {}).get("content_hash", "")) for i, m in zip(got["ids"], got["metadatas"], strict=True)}
 
     def sync(self, library: Library, *, prune: bool = True, batch_size: int = 64) -> SyncStats:
-        """Make the collection match the library: embed new/edited examples only; idempotent."""
+        """Make the collection match the library: embed new/edited examples only; idempotent.
+
+        Args:
+            library: the examples the collection should hold.
+            prune: delete stored ids the library does not have.
+            batch_size: examples embedded and upserted per request.
+
+        Returns:
+            The `SyncStats` of what changed.
+
+        Raises:
+            ConfigurationError: the embedder now gives vectors of another size than the stored ones.
+            BackendError: a Chroma server did not answer within its timeouts.
+        """
         with self._lock, _server_errors(self.location, "store the examples"):
             stored = self.stored_hashes()
             stale = [ex for ex in library if stored.get(ex.id) != _stored_hash(ex)]
@@ -337,12 +443,29 @@ class ExampleStore:
             return stats
 
     def count(self) -> int:
-        """How many examples the collection holds."""
+        """How many examples the collection holds.
+
+        Returns:
+            The number of stored examples.
+
+        Raises:
+            BackendError: a Chroma server did not answer within its timeouts.
+        """
         with _server_errors(self.location, "count the stored examples"):
             return int(self.collection.count())
 
     def embed_query(self, record: ActivationRecord) -> np.ndarray:
-        """The query vector for a record, checked against the collection's recorded size."""
+        """The query vector for a record, checked against the collection's recorded size.
+
+        Args:
+            record: the factor's record.
+
+        Returns:
+            Its unit vector (see `embed_records`).
+
+        Raises:
+            ConfigurationError: the vector's size differs from the one the collection recorded.
+        """
         vec = self.embed_records([record])[0]
         recorded = (self.collection.metadata or {}).get("embedding_dim")
         if recorded is not None and int(recorded) != vec.shape[0]:
@@ -350,7 +473,18 @@ class ExampleStore:
         return vec
 
     def query(self, vector: np.ndarray, n: int) -> list[Hit]:
-        """The n stored examples nearest to a vector, nearest first, with their vectors."""
+        """The n stored examples nearest to a vector, nearest first, with their vectors.
+
+        Args:
+            vector: a unit query vector (see `embed_query`).
+            n: how many examples to return at most.
+
+        Returns:
+            Up to n hits (`Hit`), nearest first; empty when the collection is empty or n <= 0.
+
+        Raises:
+            BackendError: a Chroma server did not answer within its timeouts.
+        """
         total = self.count()
         if total == 0 or n <= 0:
             return []
@@ -366,7 +500,12 @@ class ExampleStore:
         return [Hit(id=i, similarity=float(v @ q), embedding=v) for i, v in zip(ids, vectors, strict=True)]
 
     def drop(self) -> None:
-        """Delete the whole collection (to rebuild it with another embedder)."""
+        """Delete the whole collection (to rebuild it with another embedder).
+
+        Raises:
+            ConfigurationError: the store was made without its client.
+            BackendError: a Chroma server did not answer within its timeouts.
+        """
         if self.client is None:
             raise ConfigurationError("this store was built without its client; delete the collection with your client")
         with _server_errors(self.location, "delete the collection"):
@@ -385,7 +524,24 @@ def open_store(
     path: str | Path | None = None,
     collection: str = DEFAULT_COLLECTION,
 ) -> ExampleStore:
-    """Open the store and bring it in step with the library (the usual way to get one)."""
+    """Open the store and bring it in step with the library (the usual way to get one).
+
+    Args:
+        library: the examples the store should hold (see `ExampleStore.sync`).
+        embedder: an `Embedder` or a spec for `get_embedder` (None: $ECCO_SDK_EMBEDDING or MiniLM).
+        client: a Chroma client to use; None uses `chroma_client`.
+        path: a folder for an embedded store when no client is given (see `chroma_location`).
+        collection: the collection name.
+
+    Returns:
+        The synced `ExampleStore`.
+
+    Raises:
+        InputError: the collection name or the embedder spec is invalid.
+        ConfigurationError: the collection belongs to another embedding model or was not made by ecco_sdk, or
+            the Chroma server cannot be reached.
+        BackendError: the server stopped answering during the sync.
+    """
     store = ExampleStore.open(embedder, client=client, path=path, collection=collection)
     store.sync(library)
     return store

@@ -11,7 +11,16 @@ from ecco_sdk.errors import InputError
 
 
 def token_list(tokens: Any, name: str = "tokens", *, allow_empty: bool = False) -> list[str]:
-    """Accept any sequence of strings as tokens, because callers pass lists, tuples or numpy string arrays."""
+    """Accept any sequence of strings as tokens, because callers pass lists, tuples or numpy string arrays.
+
+    Args:
+        tokens: The tokens the caller passed.
+        name: The argument's name for error messages.
+        allow_empty: Accept an empty sequence.
+
+    Returns:
+        The tokens as a list of str.
+    """
     if isinstance(tokens, str) or not isinstance(tokens, Sequence | np.ndarray):
         raise InputError(f"{name} must be a list of strings (one per token), got {type(tokens).__name__}.")
     out = list(tokens)
@@ -26,7 +35,17 @@ def token_list(tokens: Any, name: str = "tokens", *, allow_empty: bool = False) 
 
 
 def float_array(values: Any, name: str, ndim: int, *, allow_nan: bool = False) -> np.ndarray:
-    """Turn array-likes into a float array of a fixed rank, so shape errors are reported in the caller's terms."""
+    """Turn array-likes into a float array of a fixed rank, so shape errors are reported in the caller's terms.
+
+    Args:
+        values: An array, tensor-like or nested lists of numbers.
+        name: The argument's name for error messages.
+        ndim: The required number of dimensions.
+        allow_nan: Accept NaN values (infinity is always refused).
+
+    Returns:
+        A non-empty float array with `ndim` dimensions.
+    """
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -44,7 +63,16 @@ def float_array(values: Any, name: str, ndim: int, *, allow_nan: bool = False) -
 
 
 def label_list(labels: Any, name: str, expected: int) -> list[str]:
-    """Check axis labels count against the data, because a silent mismatch mislabels a figure."""
+    """Check axis labels count against the data, because a silent mismatch mislabels a figure.
+
+    Args:
+        labels: The labels the caller passed.
+        name: The argument's name for error messages.
+        expected: How many rows or columns the data has.
+
+    Returns:
+        The labels as strings.
+    """
     out = [str(x) for x in token_list_like(labels, name)]
     if len(out) != expected:
         raise InputError(f"{name} has {len(out)} labels but the data has {expected}: pass one label per row/column.")
@@ -52,16 +80,15 @@ def label_list(labels: Any, name: str, expected: int) -> list[str]:
 
 
 def token_list_like(values: Any, name: str) -> list[Any]:
-    """Accept a sequence but not a bare string, since a string would be split into characters by mistake."""
+    """Accept a sequence but not a bare string, since a string would be split into characters by mistake.
+
+    Args:
+        values: The sequence the caller passed.
+        name: The argument's name for error messages.
+
+    Returns:
+        The values as a list.
+    """
     if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
         raise InputError(f"{name} must be a list, got {type(values).__name__}.")
     return list(values)
-
-
-def index_in_range(value: Any, name: str, low: int, high: int) -> int:
-    """Check an integer index lies in [low, high], so an off-by-one shows up as a clear message."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{name} must be an integer, got {type(value).__name__}.")
-    if not low <= int(value) <= high:
-        raise InputError(f"{name}={value} is out of range: it must be between {low} and {high}.")
-    return int(value)

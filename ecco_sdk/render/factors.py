@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ecco_sdk.checks import check_index
 from ecco_sdk.errors import InputError
 from ecco_sdk.render._common import esc, header, inline_token, section
-from ecco_sdk.render._validate import float_array, index_in_range, token_list, token_list_like
+from ecco_sdk.render._validate import float_array, token_list, token_list_like
 from ecco_sdk.render.colours import factor_colour, highlight_style
 from ecco_sdk.render.sparkline import sparkline_svg
 from ecco_sdk.render.tokens import Decoration, TokenParts, token_tooltip, tokens_html
@@ -111,12 +112,23 @@ def factors_view(
     explanations: Sequence[str | None] | None = None,
     selected: int | None = None,
 ) -> Visual:
-    """Explore NMF factors of neuron activity: which tokens each factor fires on and what drives it."""
+    """Explore NMF factors of neuron activity: which tokens each factor fires on and what drives it.
+
+    Args:
+        tokens: One token per position.
+        factors: (n_factors, positions) non-negative activations.
+        top_neurons: Per factor, its strongest (layer, neuron, weight) tuples (None: not shown).
+        explanations: Per factor, an explanation or None (None: not shown).
+        selected: The factor shown in the "Selected factor" text and its row (None: the first).
+
+    Returns:
+        A Visual.
+    """
     toks = token_list(tokens)
     norm = _normalised(factors, len(toks))
     k = norm.shape[0]
     neurons, expl = _neurons(top_neurons, k), _explanations(explanations, k)
-    sel = 0 if selected is None else index_in_range(selected, "selected", 0, k - 1)
+    sel = 0 if selected is None else check_index(selected, "selected", 0, k - 1)
     dominant = norm.argmax(axis=0)
     sel_styles = _factor_styles(norm, sel)
 

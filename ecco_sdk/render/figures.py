@@ -137,7 +137,17 @@ def rankings_figure(
     token_labels: Sequence[str],
     title: str = "Rank of each output token at each layer",
 ) -> Figure:
-    """Show how each layer ranked the token the model finally output (rank 1 = best), as in ecco's rankings view."""
+    """Show how each layer ranked the token the model finally output (rank 1 = best), as in ecco's rankings view.
+
+    Args:
+        rankings: (layers, tokens) ranks, e.g. `Rankings.ranks`.
+        layer_labels: One label per layer (row).
+        token_labels: One label per output token (column).
+        title: The figure title.
+
+    Returns:
+        A matplotlib Figure.
+    """
     return _rank_figure(rankings, layer_labels, token_labels, title, "output token")
 
 
@@ -147,7 +157,17 @@ def rankings_watch_figure(
     watch_labels: Sequence[str],
     title: str = "Rank of watched tokens at each layer",
 ) -> Figure:
-    """Compare how each layer ranked a few chosen candidate tokens (e.g. ' is' vs ' are')."""
+    """Compare how each layer ranked a few chosen candidate tokens (e.g. ' is' vs ' are').
+
+    Args:
+        rankings: (layers, watched tokens) ranks, e.g. `RankingsWatch.ranks`.
+        layer_labels: One label per layer (row).
+        watch_labels: One label per watched token (column).
+        title: The figure title.
+
+    Returns:
+        A matplotlib Figure.
+    """
     return _rank_figure(rankings, layer_labels, watch_labels, title, "watched token")
 
 
@@ -157,7 +177,17 @@ def layer_predictions_figure(
     layer_labels: Sequence[str],
     title: str = "Top predictions at each layer",
 ) -> Figure:
-    """Show each layer's top-k next-token guesses with their probabilities (logit lens), tokens written in cells."""
+    """Show each layer's top-k next-token guesses with their probabilities (logit lens), tokens written in cells.
+
+    Args:
+        pred_tokens: One list of k predicted tokens per layer.
+        pred_probs: (layers, k) probabilities in [0, 1].
+        layer_labels: One label per layer (row).
+        title: The figure title.
+
+    Returns:
+        A matplotlib Figure.
+    """
     probs = float_array(pred_probs, "pred_probs", 2)
     tokens = [token_list(row, f"pred_tokens[{i}]") for i, row in enumerate(token_list_like(pred_tokens, "pred_tokens"))]
     if len(tokens) != probs.shape[0] or any(len(row) != probs.shape[1] for row in tokens):
@@ -190,7 +220,17 @@ def similarity_figure(
     labels_b: Sequence[str] | None = None,
     title: str = "Similarity",
 ) -> Figure:
-    """Heatmap of a 0..1 similarity matrix (e.g. CKA between layers), values written in cells when they fit."""
+    """Heatmap of a 0..1 similarity matrix (e.g. CKA between layers), values written in cells when they fit.
+
+    Args:
+        matrix: (rows, columns) similarities in [0, 1].
+        labels_a: One label per row.
+        labels_b: One label per column (None: `labels_a`, for a square matrix).
+        title: The figure title.
+
+    Returns:
+        A matplotlib Figure.
+    """
     m = float_array(matrix, "matrix", 2)
     if (m < -1e-6).any() or (m > 1 + 1e-6).any():
         raise InputError("similarity_figure expects values in [0, 1]; rescale first (e.g. (cosine + 1) / 2).")
@@ -208,7 +248,15 @@ def similarity_figure(
 
 
 def figure_to_png_bytes(fig: Figure, dpi: int = 150) -> bytes:
-    """Render a figure to PNG bytes (for files, HTTP responses or embedding)."""
+    """Render a figure to PNG bytes (for files, HTTP responses or embedding).
+
+    Args:
+        fig: A matplotlib Figure.
+        dpi: Dots per inch.
+
+    Returns:
+        The PNG bytes.
+    """
     if not isinstance(fig, Figure):
         raise InputError(f"expected a matplotlib Figure, got {type(fig).__name__}.")
     buffer = io.BytesIO()
@@ -222,7 +270,15 @@ def _png_width(png: bytes) -> int:
 
 
 def figure_to_html(fig: Figure, dpi: int = 150) -> Visual:
-    """Embed a figure as a base64 PNG in a Visual, so it travels inside standalone HTML and Gradio pages."""
+    """Embed a figure as a base64 PNG in a Visual, so it travels inside standalone HTML and Gradio pages.
+
+    Args:
+        fig: A matplotlib Figure.
+        dpi: Dots per inch of the PNG.
+
+    Returns:
+        A Visual holding the image.
+    """
     png = figure_to_png_bytes(fig, dpi)
     title = next((ax.get_title(loc="left") or ax.get_title() for ax in fig.axes if ax.get_title(loc="left")), "figure")
     width = round(_png_width(png) * 96 / dpi)
@@ -232,7 +288,16 @@ def figure_to_html(fig: Figure, dpi: int = 150) -> Visual:
 
 
 def factors_figure(tokens: Any, factors: Any, title: str = "NMF factors over the tokens") -> Figure:
-    """Each factor's activation along the text as stacked line plots, for reports and notebooks."""
+    """Each factor's activation along the text as stacked line plots, for reports and notebooks.
+
+    Args:
+        tokens: One token per position.
+        factors: (n_factors, positions) activations.
+        title: The figure title.
+
+    Returns:
+        A matplotlib Figure.
+    """
     from ecco_sdk.render.colours import factor_colour
 
     toks = token_list(tokens)

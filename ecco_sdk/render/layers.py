@@ -69,7 +69,15 @@ def layer_heatmap_figure(
 
 
 def layer_attribution_figure(attribution: Any, aggregation: str = "sum") -> Figure:
-    """The layers x positions heatmap of a LayerAttribution (positions up to the target's prediction)."""
+    """The layers x positions heatmap of a LayerAttribution (positions up to the target's prediction).
+
+    Args:
+        attribution: A LayerAttribution (from `OutputSeq.layer_attributions`).
+        aggregation: "sum" (signed) or "l2" (magnitude) over the hidden dimensions.
+
+    Returns:
+        A matplotlib Figure.
+    """
     scores = attribution.scores(aggregation)
     end = int(attribution.target_position)
     labels = ["emb" if r == 0 else str(int(r)) for r in attribution.layers]
@@ -79,12 +87,28 @@ def layer_attribution_figure(attribution: Any, aggregation: str = "sum") -> Figu
 
 
 def layer_attribution_view(attribution: Any, aggregation: str = "sum") -> Visual:
-    """The same heatmap as self-contained HTML (an embedded PNG), for notebooks and the app."""
+    """The same heatmap as self-contained HTML (an embedded PNG), for notebooks and the app.
+
+    Args:
+        attribution: A LayerAttribution.
+        aggregation: "sum" (signed) or "l2" (magnitude) over the hidden dimensions.
+
+    Returns:
+        A Visual holding the image.
+    """
     return figure_to_html(layer_attribution_figure(attribution, aggregation))
 
 
 def token_attention_figure(attention: Any, layer: int | None = None) -> Figure:
-    """One token's attention: layers x positions (mean over heads), or heads x positions at one layer."""
+    """One token's attention: layers x positions (mean over heads), or heads x positions at one layer.
+
+    Args:
+        attention: A TokenAttention (from `ecco_sdk.attention.token_attention`).
+        layer: A block number 1..L to show by head (None: every layer, mean over heads).
+
+    Returns:
+        A matplotlib Figure.
+    """
     pos = int(attention.position)
     tokens = attention.tokens[: pos + 1]
     if layer is None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ecco_sdk.checks import check_choice
+from ecco_sdk.checks import check_choice, check_index
 from ecco_sdk.errors import InputError
-from ecco_sdk.render._common import esc, header, inline_token, percent, ramp, rgba
-from ecco_sdk.render._validate import float_array, index_in_range, token_list, token_list_like
-from ecco_sdk.render.colours import NEGATIVE, POSITIVE, highlight_style, signed_style
+from ecco_sdk.render._common import esc, header, inline_token, percent, ramp
+from ecco_sdk.render._validate import float_array, token_list, token_list_like
+from ecco_sdk.render.colours import NEGATIVE, POSITIVE, highlight_style, rgba, signed_style
 from ecco_sdk.render.tokens import Decoration, TokenParts, token_tooltip, tokens_html
 from ecco_sdk.render.visual import Visual, behaviour_js, new_id, wrap
 
@@ -21,7 +21,15 @@ STYLES = ("minimal", "detailed")
 
 @dataclass(frozen=True)
 class Cell:
-    """Display of one position for one target: highlight, number label, bar and role flag ('t' target, 'a' after)."""
+    """Display of one position for one target: highlight, number label, bar and role flag ('t' target, 'a' after).
+
+    Attributes:
+        style: Inline CSS of the token's highlight ("" when none).
+        label: The position's share of the total, e.g. "12.5%" ("–" for a missing score).
+        bar: Inline CSS of the value bar (width and colour).
+        flag: "t" for the target, "a" for a position after it, "" otherwise.
+        share: The signed share of the total absolute score, or None.
+    """
 
     style: str
     label: str
@@ -40,7 +48,7 @@ def _targets(target_positions: Any, n_targets: int, n_tokens: int, n_positions: 
         )
     out = []
     for j, pos in enumerate(positions):
-        p = index_in_range(pos, f"target_positions[{j}]", 1, n_tokens - 1)
+        p = check_index(pos, f"target_positions[{j}]", 1, n_tokens - 1)
         if p > n_positions:
             raise InputError(
                 f"target_positions[{j}]={p} but attributions only has {n_positions} columns: it needs a value "
@@ -117,7 +125,7 @@ def _quality(n_steps: int | None, error_estimate: float | None) -> str:
     """A note with the integration steps used and the error estimate, when the attribution has them."""
     parts = []
     if n_steps is not None:
-        parts.append(f"{int(index_in_range(n_steps, 'n_steps', 1, 10**9))} steps")
+        parts.append(f"{int(check_index(n_steps, 'n_steps', 1, 10**9))} steps")
     if error_estimate is not None:
         est = float(error_estimate)
         if not np.isfinite(est) or est < 0:
@@ -151,13 +159,13 @@ def saliency_view(
         target: the row shown first (default: the last).
         n_steps: integration steps used (integrated gradients), shown under the title.
         error_estimate: integrated gradients' estimated error (largest L1 distance between normalised
-            |attributions| and the exact integral's), shown under the title.
+            absolute attributions and the exact integral's), shown under the title.
 
     Returns:
         The Visual.
     """
     toks = token_list(tokens)
-    n_in = index_in_range(n_input_tokens, "n_input_tokens", 0, len(toks))
+    n_in = check_index(n_input_tokens, "n_input_tokens", 0, len(toks))
     check_choice(style, "style", STYLES)
     attr = float_array(attributions, "attributions", 2, allow_nan=True)
     n_targets, n_positions = attr.shape
@@ -167,7 +175,7 @@ def saliency_view(
             "pass one column per token position."
         )
     targets = _targets(target_positions, n_targets, len(toks), n_positions)
-    sel = n_targets - 1 if target is None else index_in_range(target, "target", 0, n_targets - 1)
+    sel = n_targets - 1 if target is None else check_index(target, "target", 0, n_targets - 1)
     signed = any((attr[j, : targets[j]] < 0).any() for j in range(n_targets))
     all_cells = [_cells(attr[j], targets[j], len(toks), signed) for j in range(n_targets)]
     detailed = style == "detailed"

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ecco_sdk.checks import check_index
 from ecco_sdk.errors import InputError
 from ecco_sdk.render._common import esc, header, inline_token, percent, section
-from ecco_sdk.render._validate import float_array, index_in_range, token_list, token_list_like
+from ecco_sdk.render._validate import float_array, token_list, token_list_like
 from ecco_sdk.render.tokens import Decoration, TokenParts, token_tooltip, tokens_html
 from ecco_sdk.render.visual import Visual, new_id, wrap
 
@@ -48,7 +49,7 @@ def _chosen(chosen: Sequence[int | None] | None, cand: list[list[str]], generate
     out = []
     for i, pick in enumerate(picks):
         k = len(cand[i])
-        out.append(-1 if pick is None else index_in_range(pick, f"chosen[{i}]", -1, k - 1))
+        out.append(-1 if pick is None else check_index(pick, f"chosen[{i}]", -1, k - 1))
     return out
 
 
@@ -86,9 +87,21 @@ def sequence_view(
     candidate_probs: Any,
     chosen: Sequence[int | None] | None = None,
 ) -> Visual:
-    """Show what the model generated and which alternatives it weighed at each step, as static HTML."""
+    """Show what the model generated and which alternatives it weighed at each step, as static HTML.
+
+    Args:
+        tokens: Every token, prompt then generated.
+        n_input_tokens: How many tokens are the prompt.
+        candidate_tokens: Per generated step, the top candidate tokens.
+        candidate_probs: (steps, k) probabilities of those candidates.
+        chosen: Per step, the index of the generated token among the candidates, None or -1 when absent
+            (None: found by matching the tokens).
+
+    Returns:
+        A Visual.
+    """
     toks = token_list(tokens)
-    n_in = index_in_range(n_input_tokens, "n_input_tokens", 0, len(toks))
+    n_in = check_index(n_input_tokens, "n_input_tokens", 0, len(toks))
     generated = toks[n_in:]
     cand, probs = _candidates(candidate_tokens, candidate_probs, len(generated))
     picks = _chosen(chosen, cand, generated)

@@ -37,7 +37,18 @@ def _xs(n: int, width: float) -> np.ndarray:
 def sparkline_svg(
     values: Any, width: float = 120, height: float = 24, *, colour: str = "currentColor", label: str = ""
 ) -> str:
-    """Inline SVG line of `values` (one point per value; NaN drawn at zero), for compact per-factor profiles."""
+    """Inline SVG line of `values` (one point per value; NaN drawn at zero), for compact per-factor profiles.
+
+    Args:
+        values: The 1-D values to draw.
+        width: The SVG width in pixels.
+        height: The SVG height in pixels.
+        colour: The line's CSS colour.
+        label: An accessible label (aria-label and title; empty: "sparkline of N values").
+
+    Returns:
+        The SVG markup.
+    """
     arr = float_array(values, "values", 1, allow_nan=True)
     if not (width > 0 and height > 0):
         raise InputError(f"sparkline width and height must be positive, got {width}x{height}.")

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-_SIMPLE_MARKERS = {"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "▁": " "}
-_SPECIAL = re.compile(r"^(<\|[^|<>]{1,40}\|>|\[[A-Z_]{2,10}\]|</?s>|<(pad|unk|mask|bos|eos)>)$")
-_GLYPHS = {"\n": "↵", "\t": "⇥", "\r": "␍"}
+from ecco_sdk.tokens import NEWLINE_MARK, TAB_MARK, is_continuation, is_special, is_wordpiece, normalise_token
+
+_GLYPHS = {"\n": NEWLINE_MARK, "\t": TAB_MARK, "\r": "␍"}
 MAX_BREAKS = 2
 
 
 @dataclass(frozen=True)
 class TokenParts:
-    """Display pieces of one token, so every view lays out gaps, glyphs and line breaks the same way."""
+    """Display pieces of one token, so every view lays out gaps, glyphs and line breaks the same way.
+
+    Attributes:
+        lead: Whitespace shown before the token (its leading space, or the gap word-piece text needs).
+        text: The visible text, without the leading whitespace.
+        breaks: Line breaks to draw after the token (at most MAX_BREAKS).
+        continuation: Whether the token is a "##" word-piece continuation.
+        special: Whether the token is a special token such as [CLS] (see `ecco_sdk.tokens.is_special`).
+    """
 
     lead: str
     text: str
@@ -27,7 +33,15 @@ class TokenParts:
 
 @dataclass
 class Decoration:
-    """What a view adds to one token element: classes, highlight style, tooltip and content under the text."""
+    """What a view adds to one token element: classes, highlight style, tooltip and content under the text.
+
+    Attributes:
+        classes: Extra CSS classes of the element.
+        style: Inline CSS of the highlighted text, e.g. from `highlight_style`.
+        title: The hover tooltip.
+        attrs: Extra attributes (escaped when rendered).
+        below: Trusted HTML shown under the text, e.g. a value and a bar.
+    """
 
     classes: tuple[str, ...] = ()
     style: str = ""
@@ -36,48 +50,23 @@ class Decoration:
     below: str = ""
 
 
-@lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """Inverse of GPT-2's byte-to-unicode table, to decode byte-level BPE pieces such as 'âĢĻ'."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    codes = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, codes, strict=True)}
-
-
-def normalise_token(token: str) -> str:
-    """Turn tokenizer markers (Ġ, Ċ, ▁, byte-level pieces) into the text they stand for."""
-    token = token.replace("▁", " ")
-    if any(0x100 <= ord(ch) <= 0x143 for ch in token):
-        decoder = _byte_decoder()
-        if all(ch in decoder for ch in token):
-            try:
-                return bytes(decoder[ch] for ch in token).decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        for marker, text in _SIMPLE_MARKERS.items():
-            token = token.replace(marker, text)
-    return token
-
-
-def is_wordpiece(tokens: Sequence[str]) -> bool:
-    """Detect WordPiece (BERT) sequences, whose word starts carry no space and need a gap added."""
-    marked = any(t.startswith("##") and len(t) > 2 for t in tokens) or any(t in ("[CLS]", "[SEP]") for t in tokens)
-    return marked and not any(t[:1] in (" ", "Ġ", "▁") for t in tokens)
-
-
 def token_parts(token: str, *, wordpiece: bool = False, first: bool = False) -> TokenParts:
-    """Split a raw token into its leading gap, visible text and following line breaks."""
-    special = bool(_SPECIAL.match(token))
+    """Split a raw token into its leading gap, visible text and following line breaks.
+
+    Args:
+        token: One raw token string.
+        wordpiece: Whether the sequence is word-piece (see `ecco_sdk.tokens.is_wordpiece`), whose word starts
+            need a gap added.
+        first: Whether this is the sequence's first token (no gap before it).
+
+    Returns:
+        The token's TokenParts.
+    """
+    special = is_special(token)
     text = token if special else normalise_token(token)
     lead = ""
     continuation = False
-    if wordpiece and not special and text.startswith("##") and len(text) > 2:
+    if wordpiece and not special and is_continuation(text):
         text, continuation = text[2:], True
     elif wordpiece and not first:
         lead = " "
@@ -90,7 +79,14 @@ def token_parts(token: str, *, wordpiece: bool = False, first: bool = False) -> 
 
 
 def text_html(text: str) -> str:
-    """Escape token text and show newlines, tabs and empty tokens as muted glyphs."""
+    """Escape token text and show newlines, tabs and empty tokens as muted glyphs.
+
+    Args:
+        text: Decoded token text.
+
+    Returns:
+        Escaped HTML.
+    """
     if not text:
         return '<span class="ecco-glyph">∅</span>'
     out = html.escape(text, quote=True)
@@ -100,7 +96,15 @@ def text_html(text: str) -> str:
 
 
 def token_label(token: str, max_len: int = 18) -> str:
-    """Plain one-line label of a token for figure axes and tooltips (glyphs for whitespace, shortened)."""
+    """Plain one-line label of a token for figure axes and tooltips (glyphs for whitespace, shortened).
+
+    Args:
+        token: One raw token string.
+        max_len: The most characters returned; longer labels end in "…".
+
+    Returns:
+        The label (not HTML-escaped).
+    """
     text = normalise_token(token)
     for raw, glyph in _GLYPHS.items():
         text = text.replace(raw, glyph)
@@ -110,7 +114,16 @@ def token_label(token: str, max_len: int = 18) -> str:
 
 
 def token_tooltip(token: str, position: int, extra: str = "") -> str:
-    """Hover text for a token element: its exact string, position and an optional value."""
+    """Hover text for a token element: its exact string, position and an optional value.
+
+    Args:
+        token: One raw token string.
+        position: The token's position in the sequence.
+        extra: A value to add, e.g. "score 0.42".
+
+    Returns:
+        The tooltip text (not HTML-escaped).
+    """
     shown = repr(normalise_token(token))
     return f"{shown} · position {position}" + (f" · {extra}" if extra else "")
 
@@ -121,7 +134,16 @@ def _attrs_html(attrs: dict[str, str]) -> str:
 
 
 def token_element(index: int, parts: TokenParts, deco: Decoration) -> str:
-    """One token element: outer box (layout, tooltip) holding the highlighted text and optional content under it."""
+    """One token element: outer box (layout, tooltip) holding the highlighted text and optional content under it.
+
+    Args:
+        index: The token's position, written as data-i.
+        parts: The token's display pieces.
+        deco: What the view adds to the element.
+
+    Returns:
+        The element's HTML.
+    """
     classes = ["ecco-tok", *deco.classes]
     if parts.continuation:
         classes.append("ecco-cont")
@@ -136,7 +158,15 @@ def token_element(index: int, parts: TokenParts, deco: Decoration) -> str:
 
 
 def tokens_html(tokens: Sequence[str], decorate: Callable[[int, TokenParts], Decoration]) -> str:
-    """Lay out a token sequence as one flowing text; `decorate` adds each view's styling per token."""
+    """Lay out a token sequence as one flowing text; `decorate` adds each view's styling per token.
+
+    Args:
+        tokens: Raw token strings of one sequence.
+        decorate: decorate(position, parts) returns the Decoration of each token.
+
+    Returns:
+        The HTML of the whole sequence.
+    """
     wordpiece = is_wordpiece(tokens)
     out: list[str] = []
     for i, token in enumerate(tokens):

@@ -31,28 +31,63 @@ def _asset(name: str) -> str:
 
 
 def new_id() -> str:
-    """A fresh element id, so several visuals on one page never share styles or scripts."""
+    """A fresh element id, so several visuals on one page never share styles or scripts.
+
+    Returns:
+        An id such as "ecco-v-1a2b3c4d5e".
+    """
     return f"ecco-v-{secrets.token_hex(5)}"
 
 
 def scoped_css(root_id: str) -> str:
-    """The shared stylesheet with every selector scoped under one visual's id."""
+    """The shared stylesheet with every selector scoped under one visual's id.
+
+    Args:
+        root_id: The visual's element id.
+
+    Returns:
+        The CSS text.
+    """
     return _asset("ecco.css").replace(_ID_TOKEN, root_id)
 
 
 def behaviour_js(root_id: str) -> str:
-    """The optional enhancing script bound to one visual's id (views stay complete without it)."""
+    """The optional enhancing script bound to one visual's id (views stay complete without it).
+
+    Args:
+        root_id: The visual's element id.
+
+    Returns:
+        The JavaScript text.
+    """
     return _asset("ecco.js").replace(_ID_TOKEN, root_id)
 
 
 def state_attr(state: dict[str, Any]) -> str:
-    """Serialise view state for the enhancing script into an escaped attribute (no <script> data blocks)."""
+    """Serialise view state for the enhancing script into an escaped attribute (no <script> data blocks).
+
+    Args:
+        state: JSON-serializable view state.
+
+    Returns:
+        The escaped JSON, ready for an HTML attribute value.
+    """
     text = json.dumps(state, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/")
     return html.escape(text, quote=True)
 
 
 def wrap(root_id: str, kind: str, body: str, *, state: dict[str, Any] | None = None) -> str:
-    """Wrap a view's markup in its scoped root element with the inline stylesheet."""
+    """Wrap a view's markup in its scoped root element with the inline stylesheet.
+
+    Args:
+        root_id: The visual's element id.
+        kind: The view's kind, e.g. "factors", written as data-ecco-kind.
+        body: The view's trusted markup.
+        state: View state for the enhancing script (None: none).
+
+    Returns:
+        The root element's HTML.
+    """
     data = f' data-ecco-state="{state_attr(state)}"' if state is not None else ""
     return (
         f'<div class="ecco-root ecco-{kind}" id="{root_id}" data-ecco-kind="{kind}"{data}>'
@@ -61,7 +96,14 @@ def wrap(root_id: str, kind: str, body: str, *, state: dict[str, Any] | None = N
 
 
 class Visual:
-    """Holds one rendered view, so the same HTML can go to a notebook, a Gradio page or a standalone file."""
+    """Holds one rendered view, so the same HTML can go to a notebook, a Gradio page or a standalone file.
+
+    Args:
+        html_fragment: The view's markup.
+        title: The page title used by `document` and `to_html`.
+        script: The enhancing script, kept apart from the markup.
+        kind: The view's kind, e.g. "factors".
+    """
 
     def __init__(
         self, html_fragment: str, *, title: str = "ecco_sdk visual", script: str = "", kind: str = "visual"
@@ -89,7 +131,11 @@ class Visual:
         return self.html
 
     def document(self) -> str:
-        """A complete standalone HTML document holding this visual."""
+        """A complete standalone HTML document holding this visual.
+
+        Returns:
+            The document's HTML.
+        """
         return (
             '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -98,7 +144,14 @@ class Visual:
         )
 
     def to_html(self, path: str | os.PathLike[str]) -> Path:
-        """Write the visual as a standalone HTML file (works offline) and return its path."""
+        """Write the visual as a standalone HTML file (works offline) and return its path.
+
+        Args:
+            path: The file to write.
+
+        Returns:
+            The path written.
+        """
         target = Path(path)
         if target.is_dir():
             raise InputError(f"{target} is a directory: pass a file path such as {target / 'visual.html'}.")
@@ -108,7 +161,15 @@ class Visual:
 
     @classmethod
     def combine(cls, visuals: Sequence[Visual], title: str = "ecco_sdk visuals") -> Visual:
-        """Put several visuals on one page (each keeps its own scoped styles)."""
+        """Put several visuals on one page (each keeps its own scoped styles).
+
+        Args:
+            visuals: The visuals, in page order.
+            title: The page title.
+
+        Returns:
+            One Visual holding them all.
+        """
         if not visuals or not all(isinstance(v, Visual) for v in visuals):
             raise InputError("combine needs a non-empty list of Visual objects.")
         body = "".join(v.static_html for v in visuals)

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError, InputError, PublishError
+import yaml
+from huggingface_hub import HfApi, SpaceHardware, get_token
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+
+from ..errors import ConfigurationError, InputError, PublishError
+from .space import default_space_dir, repo_root
 
 PACKAGE = "ecco_sdk"
 SPACE_COLORS = frozenset({"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"})
@@ -62,7 +70,13 @@ _TIMEOUT = re.compile(r"^\d+[mh]$")
 
 @dataclass(frozen=True)
 class SpaceCard:
-    """A Space's README.md split into its front matter (the Space's configuration) and its text."""
+    """A Space's README.md split into its front matter (the Space's configuration) and its text.
+
+    Args:
+        meta: the front matter's keys and values.
+        body: the text after the front matter.
+        warnings: what `validate_card` found worth saying but not refusing.
+    """
 
     meta: dict[str, Any]
     body: str
@@ -71,7 +85,12 @@ class SpaceCard:
 
 @dataclass(frozen=True)
 class StagedFile:
-    """One file that an upload would send: its path in the Space repository and its size in bytes."""
+    """One file that an upload would send: its path in the Space repository and its size in bytes.
+
+    Args:
+        path: the path in the Space repository (forward slashes).
+        size: bytes.
+    """
 
     path: str
     size: int
@@ -79,7 +98,17 @@ class StagedFile:
 
 @dataclass(frozen=True)
 class StagedSpace:
-    """A folder ready to become the Space repository, with what was checked on the way."""
+    """A folder ready to become the Space repository, with what was checked on the way.
+
+    Args:
+        folder: the staged folder.
+        files: every file in it, sorted.
+        card: the validated Space card.
+        wheel: the wheel's file name.
+        version: ecco_sdk's version in the wheel.
+        requirements: the requirement lines of the generated requirements.txt.
+        warnings: the card's warnings.
+    """
 
     folder: Path
     files: tuple[StagedFile, ...]
@@ -91,45 +120,67 @@ class StagedSpace:
 
     @property
     def total_size(self) -> int:
-        """Bytes the upload would send (before compression)."""
+        """Bytes the upload would send (before compression).
+
+        Returns:
+            The sum of the files' sizes.
+        """
         return sum(f.size for f in self.files)
 
 
 @dataclass(frozen=True)
 class DeployResult:
-    """Where a deploy landed: the Space's page and the commit that holds the upload."""
+    """Where a deploy landed: the Space's page and the commit that holds the upload.
+
+    Args:
+        url: the Space's page.
+        commit_url: the commit holding the upload.
+        files: files uploaded.
+    """
 
     url: str
     commit_url: str
     files: int
 
 
-def repo_root() -> Path:
-    """The source checkout holding setup.py and space/ (publishing works from a checkout, not an install)."""
-    return Path(__file__).resolve().parent.parent
-
-
-def default_space_dir() -> Path:
-    """The repository's space/ folder, the source of the Space's files."""
-    return repo_root() / "space"
-
-
 def check_repo_id(repo_id: str) -> str:
-    """Refuse a repo id that the Hub would reject, before any work is done."""
+    """Refuse a repo id that the Hub would reject, before any work is done.
+
+    Args:
+        repo_id: the Space's OWNER/NAME.
+
+    Returns:
+        The repo id, unchanged.
+
+    Raises:
+        InputError: it does not look like OWNER/NAME.
+    """
     if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id:
         raise InputError(f"--repo-id must look like OWNER/NAME (letters, digits, '-', '_', '.'), got {repo_id!r}")
     return repo_id
 
 
 def hardware_flavors() -> tuple[str, ...]:
-    """The hardware names huggingface_hub knows for Spaces (cpu-basic, zero-a10g, t4-small, ...)."""
-    from huggingface_hub import SpaceHardware
+    """The hardware names huggingface_hub knows for Spaces (cpu-basic, zero-a10g, t4-small, ...).
 
+    Returns:
+        The flavor names.
+    """
     return tuple(h.value for h in SpaceHardware)
 
 
 def check_hardware(hardware: str | None) -> str | None:
-    """Refuse a hardware name that is not a Space flavor, listing the valid ones."""
+    """Refuse a hardware name that is not a Space flavor, listing the valid ones.
+
+    Args:
+        hardware: a flavor name, or None for none requested.
+
+    Returns:
+        The name (or None), unchanged.
+
+    Raises:
+        InputError: it is not a Space hardware flavor.
+    """
     if hardware is None:
         return None
     flavors = hardware_flavors()
@@ -142,7 +193,17 @@ def check_hardware(hardware: str | None) -> str | None:
 
 
 def split_front_matter(text: str) -> tuple[str, str]:
-    """Separate the YAML block between the first two '---' lines from the card's text."""
+    """Separate the YAML block between the first two '---' lines from the card's text.
+
+    Args:
+        text: the README.md text.
+
+    Returns:
+        (the YAML block, the text after it).
+
+    Raises:
+        ConfigurationError: there is no front matter, or it is not closed.
+    """
     lines = text.lstrip("\ufeff").splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
         raise ConfigurationError(
@@ -156,9 +217,17 @@ def split_front_matter(text: str) -> tuple[str, str]:
 
 
 def parse_card(text: str) -> SpaceCard:
-    """Read a Space card's front matter as YAML, saying which line is wrong when it does not parse."""
-    import yaml
+    """Read a Space card's front matter as YAML, saying which line is wrong when it does not parse.
 
+    Args:
+        text: the README.md text.
+
+    Returns:
+        The card (not yet validated).
+
+    Raises:
+        ConfigurationError: the front matter is missing, is not valid YAML, or is not key: value pairs.
+    """
     block, body = split_front_matter(text)
     try:
         meta = yaml.safe_load(block)
@@ -183,7 +252,17 @@ def parse_card(text: str) -> SpaceCard:
 
 
 def read_card(path: Path) -> SpaceCard:
-    """Parse a README.md file as a Space card."""
+    """Parse a README.md file as a Space card.
+
+    Args:
+        path: the README.md file.
+
+    Returns:
+        The card (not yet validated).
+
+    Raises:
+        ConfigurationError: the file is missing or its front matter does not parse.
+    """
     if not path.is_file():
         raise ConfigurationError(f"no Space card at {path}: a Space needs a README.md with front matter")
     return parse_card(path.read_text(encoding="utf-8"))
@@ -274,10 +353,20 @@ def validate_card(
     requires_python: str | None = None,
     gradio_requirement: str | None = None,
 ) -> SpaceCard:
-    """Check a Space card's front matter; raise ConfigurationError naming the key, return it with warnings."""
-    from packaging.requirements import Requirement
-    from packaging.specifiers import SpecifierSet
+    """Check a Space card's front matter; raise ConfigurationError naming the key, return it with warnings.
 
+    Args:
+        card: the parsed card.
+        folder: the Space folder, to check that app_file is there (None: not checked).
+        requires_python: ecco_sdk's Requires-Python, which python_version must satisfy (None: not checked).
+        gradio_requirement: ecco_sdk's gradio requirement, which sdk_version must satisfy (None: not checked).
+
+    Returns:
+        The card with its warnings (unknown keys, a gradio major version other than the installed one).
+
+    Raises:
+        ConfigurationError: a key is missing or has a wrong type or value; the message names it.
+    """
     meta = card.meta
     _check_required(meta)
     if not isinstance(meta["title"], str):
@@ -310,7 +399,18 @@ def validate_card(
 
 
 def build_wheel(root: Path, out_dir: Path) -> Path:
-    """Build ecco_sdk's wheel offline from a clean copy of the source, so the checkout gets no build/ or egg-info."""
+    """Build ecco_sdk's wheel offline from a clean copy of the source, so the checkout gets no build/ or egg-info.
+
+    Args:
+        root: the source checkout (setup.py and ecco_sdk/).
+        out_dir: where the wheel goes (created if missing).
+
+    Returns:
+        The wheel's path.
+
+    Raises:
+        ConfigurationError: `root` is not a checkout, the build fails, or the wheel lacks a package file.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (root / "setup.py").is_file() or not (root / PACKAGE).is_dir():
         raise ConfigurationError(f"{root} is not an ecco_sdk source checkout (needs setup.py and {PACKAGE}/)")
@@ -364,7 +464,13 @@ def _check_wheel_complete(wheel: Path, package_dir: Path) -> None:
 
 @dataclass(frozen=True)
 class WheelInfo:
-    """What a wheel's METADATA says: version, runtime dependencies (no extras) and Requires-Python."""
+    """What a wheel's METADATA says: version, runtime dependencies (no extras) and Requires-Python.
+
+    Args:
+        version: the package version.
+        requires: Requires-Dist lines outside any extra.
+        requires_python: the Requires-Python specifier, if any.
+    """
 
     version: str
     requires: tuple[str, ...]
@@ -372,7 +478,17 @@ class WheelInfo:
 
 
 def wheel_info(wheel: Path) -> WheelInfo:
-    """Read a wheel's METADATA, so the Space's requirements come from setup.py, the one source of truth."""
+    """Read a wheel's METADATA, so the Space's requirements come from setup.py, the one source of truth.
+
+    Args:
+        wheel: the wheel file.
+
+    Returns:
+        Its version, runtime dependencies and Requires-Python.
+
+    Raises:
+        ConfigurationError: the file has no METADATA.
+    """
     with zipfile.ZipFile(wheel) as zf:
         name = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
         if name is None:
@@ -388,22 +504,27 @@ def _canonical(name: str) -> str:
 
 def _is_extra(requirement: str) -> bool:
     """Whether a Requires-Dist line belongs to an extra (test, notebooks), which the Space does not need."""
-    from packaging.requirements import Requirement
-
     marker = Requirement(requirement).marker
     return marker is not None and "extra" in str(marker)
 
 
 def _requirement_named(requires: tuple[str, ...], name: str) -> str | None:
-    from packaging.requirements import Requirement
-
     return next((r for r in requires if _canonical(Requirement(r).name) == _canonical(name)), None)
 
 
 def check_requirements(text: str) -> list[tuple[str, str]]:
-    """Check space/requirements.txt for lines a Space build cannot install; return (name, line) pairs."""
-    from packaging.requirements import InvalidRequirement, Requirement
+    """Check space/requirements.txt for lines a Space build cannot install; return (name, line) pairs.
 
+    Args:
+        text: the file's text.
+
+    Returns:
+        (canonical name, line) per requirement; option lines get an empty name.
+
+    Raises:
+        ConfigurationError: a line names another file, a local path, ecco_sdk itself, a CPU-only torch, or
+            does not parse; the message gives the line.
+    """
     found: list[tuple[str, str]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = re.sub(r"(^|\s)#.*$", "", raw).strip()
@@ -440,9 +561,15 @@ def check_requirements(text: str) -> list[tuple[str, str]]:
 
 
 def pin_requirement(requirement: str, unpinned: tuple[str, ...] = UNPINNED) -> str:
-    """Pin a dependency to the version installed here (the one the tests ran with) when it satisfies the range."""
-    from packaging.requirements import Requirement
+    """Pin a dependency to the version installed here (the one the tests ran with) when it satisfies the range.
 
+    Args:
+        requirement: a requirement line.
+        unpinned: names kept as ranges.
+
+    Returns:
+        ``name==installed`` or the line unchanged (a marker, a URL, an unpinned name, not installed, out of range).
+    """
     req = Requirement(requirement)
     installed = _installed_version(req.name)
     if req.marker is not None or req.url or _canonical(req.name) in unpinned or installed is None:
@@ -453,9 +580,20 @@ def pin_requirement(requirement: str, unpinned: tuple[str, ...] = UNPINNED) -> s
 
 
 def compose_requirements(space_text: str, wheel: WheelInfo, wheel_name: str, *, pin: bool = True) -> str:
-    """The Space's requirements.txt: space/requirements.txt's lines first, then the wheel's other dependencies."""
-    from packaging.requirements import Requirement
+    """The Space's requirements.txt: space/requirements.txt's lines first, then the wheel's other dependencies.
 
+    Args:
+        space_text: space/requirements.txt's text.
+        wheel: the wheel's metadata.
+        wheel_name: the wheel's file name (named in the comments).
+        pin: pin the wheel's dependencies to the installed versions.
+
+    Returns:
+        The file's text.
+
+    Raises:
+        ConfigurationError: space/requirements.txt holds a line a Space cannot install.
+    """
     own = check_requirements(space_text)
     named = {name for name, _ in own if name}
     deps = [r for r in wheel.requires if _canonical(Requirement(r).name) not in named]
@@ -497,7 +635,14 @@ def _unpack_package(wheel: Path, dest: Path) -> None:
 
 
 def list_files(folder: Path) -> tuple[StagedFile, ...]:
-    """Every file under a folder, as repository paths with sizes, sorted."""
+    """Every file under a folder, as repository paths with sizes, sorted.
+
+    Args:
+        folder: the folder.
+
+    Returns:
+        One entry per file.
+    """
     return tuple(
         StagedFile(p.relative_to(folder).as_posix(), p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()
     )
@@ -511,7 +656,22 @@ def stage_space(
     wheel: Path | None = None,
     pin: bool = True,
 ) -> StagedSpace:
-    """Fill an empty folder with what the Space repository will hold, checking the card and the requirements."""
+    """Fill an empty folder with what the Space repository will hold, checking the card and the requirements.
+
+    Args:
+        dest: a new or empty folder outside `source`.
+        source: the Space source folder (default: the repository's space/).
+        root: the source checkout the wheel is built from (default: this checkout).
+        wheel: an ecco_sdk wheel to use instead of building one.
+        pin: pin the wheel's dependencies to the installed versions.
+
+    Returns:
+        The staged Space.
+
+    Raises:
+        ConfigurationError: a folder is missing or misplaced, or the card, the requirements or the wheel is
+            refused.
+    """
     source = Path(source) if source is not None else default_space_dir()
     root = Path(root) if root is not None else repo_root()
     dest = Path(dest)
@@ -567,7 +727,15 @@ def _size(n: int) -> str:
 
 
 def format_listing(staged: StagedSpace, repo_id: str | None = None) -> str:
-    """Human-readable summary of a staged Space: card, files with sizes, requirements, warnings."""
+    """Human-readable summary of a staged Space: card, files with sizes, requirements, warnings.
+
+    Args:
+        staged: the staged Space.
+        repo_id: the target Space, named in the summary when given.
+
+    Returns:
+        The summary, one item per line.
+    """
     meta = staged.card.meta
     head = [
         f"Space card OK: {meta['title']!r} (sdk gradio {meta['sdk_version']}, app_file {meta['app_file']}, "
@@ -585,11 +753,19 @@ def format_listing(staged: StagedSpace, repo_id: str | None = None) -> str:
 
 
 def resolve_token(token: str | None) -> str:
-    """The Hub token: --token, else HF_TOKEN, else huggingface_hub's saved login; never printed."""
+    """The Hub token: --token, else HF_TOKEN, else huggingface_hub's saved login; never printed.
+
+    Args:
+        token: the --token value, if any.
+
+    Returns:
+        The token.
+
+    Raises:
+        PublishError: there is no token anywhere.
+    """
     token = token or os.environ.get("HF_TOKEN")
     if not token:
-        from huggingface_hub import get_token
-
         token = get_token()
     if not token:
         raise PublishError("no Hugging Face token: set HF_TOKEN (a write token), pass --token, or run `hf auth login`")
@@ -598,8 +774,6 @@ def resolve_token(token: str | None) -> str:
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """The HTTP library's base error (httpx or httpx2, whichever huggingface_hub uses) plus OSError."""
-    from huggingface_hub.errors import HfHubHTTPError
-
     return (*(b for b in HfHubHTTPError.__mro__[1:] if b.__name__ == "HTTPError"), OSError)
 
 
@@ -625,11 +799,24 @@ def deploy(
     endpoint: str | None = None,
     commit_message: str | None = None,
 ) -> DeployResult:
-    """Create the Space (if needed) and upload the staged folder as one commit; Hub failures become PublishError."""
-    from huggingface_hub import HfApi
-    from huggingface_hub import constants as hf_constants
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    """Create the Space (if needed) and upload the staged folder as one commit; Hub failures become PublishError.
 
+    Args:
+        staged: the staged Space.
+        repo_id: the Space's OWNER/NAME.
+        token: a write token (default: HF_TOKEN, else the saved login).
+        private: create the Space as private (ignored if it exists).
+        hardware: a Space hardware flavor to request after the upload.
+        endpoint: the Hub's URL (default: HF_ENDPOINT, else huggingface.co).
+        commit_message: the commit message (default: "Deploy ecco_sdk VERSION Space").
+
+    Returns:
+        Where the upload landed.
+
+    Raises:
+        InputError: the repo id or the hardware is refused.
+        PublishError: offline mode, no token, or the Hub refused or could not be reached.
+    """
     check_repo_id(repo_id)
     check_hardware(hardware)
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or hf_constants.ENDPOINT).rstrip("/")
