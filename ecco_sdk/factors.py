@@ -52,6 +52,7 @@ lazily by `NMFResult.explore`, `NMFResult.plot` and `NMFResult.explain`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import json
 import math
@@ -62,6 +63,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .bounded_io import MAX_LOAD_BYTES, ByteBudget, open_regular, read_json, read_npz, short
 from .checks import as_activations, check_choice, check_int, check_positive, check_text, check_tokens
@@ -282,14 +284,14 @@ def _blas_threads(n_rows: int) -> contextlib.AbstractContextManager[Any]:
     """One BLAS thread for small (single-text) matrices, where extra threads only fight over memory bandwidth."""
     if n_rows > _SINGLE_THREAD_MAX_ROWS:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # scikit-learn loads only when an NMF runs
 
     return threadpool_limits(limits=1, user_api="blas")
 
 
 def _factorize(x: np.ndarray, k: int, opts: _FitOptions) -> tuple[np.ndarray, np.ndarray]:
     """Run scikit-learn NMF on a non-negative (rows, features) matrix and return (W, H)."""
-    from sklearn.decomposition import NMF
+    from sklearn.decomposition import NMF  # scikit-learn loads only when an NMF runs
 
     common = {
         "solver": "cd",
@@ -328,7 +330,7 @@ def _factor_order(w: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 def _solve_w(x: np.ndarray, h: np.ndarray, max_iter: int, tol: float) -> np.ndarray:
     """Factor activations of new positions for fixed components (non-negative least squares via sklearn)."""
-    from sklearn.decomposition import non_negative_factorization
+    from sklearn.decomposition import non_negative_factorization  # scikit-learn loads only when an NMF runs
 
     with _blas_threads(x.shape[0]):
         w, _, _ = non_negative_factorization(
@@ -386,8 +388,6 @@ def _fit_ordered(x: np.ndarray, k: int, opts: _FitOptions) -> tuple[np.ndarray, 
 
 def _lazy(module: str, name: str) -> Any:
     """Fetch a function from a sibling package at call time, so factors.py imports without render/explain."""
-    import importlib
-
     try:
         mod = importlib.import_module(f"ecco_sdk.{module}")
     except ImportError as exc:
@@ -1074,7 +1074,6 @@ def texts_activations(lm: Any, texts: Sequence[str], batch_size: int = 8) -> lis
     Returns:
         One (tokens, activations) pair per text, activations shaped (layers, neurons, positions).
     """
-    from tqdm.auto import tqdm
 
     texts = list(texts)
     if not texts:

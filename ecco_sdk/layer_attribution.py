@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -324,7 +324,6 @@ def _target_index(prob: _Problem, target: Any) -> int:
 
 def _single_target(prob: _Problem, j: int) -> _Problem:
     """The same problem restricted to target j (so one backward pass serves it)."""
-    from dataclasses import replace
 
     return replace(
         prob,

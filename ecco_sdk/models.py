@@ -589,7 +589,9 @@ def _convert_gguf(m: EmbeddedModel, source: Path, verbose: bool) -> Path:
     """De-quantize the GGUF once and keep it as safetensors, so later loads take seconds."""
     # Function-level, as every transformers import here: transformers adds ~1.5 s to `import ecco_sdk`.
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils.quantization_config import GgufConfig
+    from transformers.utils.quantization_config import (
+        GgufConfig,
+    )  # heavy: transformers adds ~1.5 s to `import ecco_sdk`
 
     target = _converted_dir(m.name)
     with _file_lock(target.parent / f"{m.name}.lock"):

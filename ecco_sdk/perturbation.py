@@ -141,7 +141,7 @@ def gradient_shap(prob: _Problem, batch: int, *, seed: int, n_samples: int, stde
     Returns:
         The attribution, with per-dimension `raw` scores (gradient x (input - baseline), averaged).
     """
-    from captum.attr import GradientShap
+    from captum.attr import GradientShap  # captum loads only when this method runs
 
     _positive(n_samples, "n_samples")
     feats = _features(prob)
@@ -192,8 +192,8 @@ def lime(prob: _Problem, batch: int, *, seed: int, n_samples: int, alpha: float)
     Returns:
         One signed score per (target, position); no per-dimension `raw`.
     """
-    from captum._utils.models.linear_model import SkLearnRidge
-    from captum.attr import Lime
+    from captum._utils.models.linear_model import SkLearnRidge  # captum loads only when this method runs
+    from captum.attr import Lime  # captum loads only when this method runs
 
     _positive(n_samples, "n_samples")
     feats = _features(prob)
@@ -225,7 +225,7 @@ def kernel_shap(prob: _Problem, batch: int, *, seed: int, n_samples: int) -> Pri
     Returns:
         One signed score per (target, position); no per-dimension `raw`.
     """
-    from captum.attr import KernelShap
+    from captum.attr import KernelShap  # captum loads only when this method runs
 
     _positive(n_samples, "n_samples")
     feats = _features(prob)
@@ -260,7 +260,7 @@ def shapley_sampling(prob: _Problem, batch: int, *, seed: int, n_samples: int) -
     Returns:
         One signed score per (target, position); no per-dimension `raw`.
     """
-    from captum.attr import ShapleyValueSampling
+    from captum.attr import ShapleyValueSampling  # captum loads only when this method runs
 
     _positive(n_samples, "n_samples")
     feats = _features(prob)
@@ -295,7 +295,7 @@ def occlusion(prob: _Problem, batch: int, *, window: int, stride: int) -> Primar
     Returns:
         One signed score per (target, position); no per-dimension `raw`.
     """
-    from captum.attr import Occlusion
+    from captum.attr import Occlusion  # captum loads only when this method runs
 
     feats = _features(prob)
     n, h = feats.inputs.shape[1:]
@@ -332,7 +332,7 @@ def _deeplift(prob: _Problem) -> PrimaryAttribution:
     captum passes plain gradients through all of them, so on a Llama-family model its "DeepLift" equals
     gradient x (input - baseline) exactly (tests/test_methods_perturbation.py checks this).
     """
-    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR  # captum loads only when this method runs
 
     model = prob.lm.model
     leaves = {

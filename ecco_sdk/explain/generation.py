@@ -22,13 +22,13 @@ STOP_STRINGS: tuple[str, ...] = ("\n", "<|im_end|>", "<|endoftext|>", "user:", "
 
 
 def _stopping_base() -> type:
-    from transformers import StoppingCriteria
+    from transformers import StoppingCriteria  # heavy: transformers adds ~1.5 s to `import ecco_sdk`
 
     return StoppingCriteria
 
 
 def _processor_base() -> type:
-    from transformers import LogitsProcessor
+    from transformers import LogitsProcessor  # heavy: transformers adds ~1.5 s to `import ecco_sdk`
 
     return LogitsProcessor
 
@@ -49,7 +49,7 @@ def make_line_stop(tokenizer: Any, prompt_len: int, stops: Sequence[str] = STOP_
         """Stops a batch of one when the reply's first line is complete."""
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            import torch
+            import torch  # torch only for the local backend's generation
 
             text = tokenizer.decode(input_ids[0, prompt_len:], skip_special_tokens=False).lstrip()
             done = any(s in text for s in stops)

@@ -205,7 +205,7 @@ class BM25Retriever:
     name = "bm25"
 
     def __init__(self, library: Library) -> None:
-        from rank_bm25 import BM25Okapi
+        from rank_bm25 import BM25Okapi  # loads only when BM25 retrieval is used
 
         self.library = library
         self._ids = library.ids

@@ -51,13 +51,13 @@ _LOCATION_LOCKS: dict[str, threading.Lock] = {}
 
 def _chroma() -> Any:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    import chromadb
+    import chromadb  # chromadb loads only when a store is opened
 
     return chromadb
 
 
 def _settings() -> Any:
-    from chromadb.config import Settings
+    from chromadb.config import Settings  # chromadb loads only when a store is opened
 
     return Settings(anonymized_telemetry=False)
 
@@ -92,7 +92,7 @@ def chroma_location(path: str | Path | None = None) -> str:
     if path is None and (host or port):
         return f"http://{host or 'localhost'}:{port or 8000}"
     if path is None:
-        from ..models import cache_dir
+        from ..models import cache_dir  # models pulls in torch: only for an embedded store
 
         path = cache_dir() / "chroma"
     return str(Path(path).expanduser().resolve())
@@ -158,7 +158,7 @@ def _http_client(location: str) -> Any:
 
 def _probe(location: str, connect: float, read: float, hint: str) -> None:
     """One bounded heartbeat first: chromadb's client makes its own first requests with no timeout at all."""
-    import httpx
+    import httpx  # httpx comes with chromadb: only when a Chroma server is used
 
     timeout = httpx.Timeout(cancel.remaining(read), connect=cancel.remaining(connect))
     with (
@@ -170,7 +170,7 @@ def _probe(location: str, connect: float, read: float, hint: str) -> None:
 
 def _bound_requests(client: Any, connect: float, read: float) -> None:
     """Give the client's httpx session our timeouts (chromadb 1.5 builds it with timeout=None and no setting)."""
-    import httpx
+    import httpx  # httpx comes with chromadb: only when a Chroma server is used
 
     session = getattr(getattr(client, "_server", None), "_session", None)
     if not isinstance(session, httpx.Client):
@@ -182,7 +182,7 @@ def _bound_requests(client: Any, connect: float, read: float) -> None:
 
 
 def _timeout_words(err: Exception, connect: float, read: float) -> str:
-    import httpx
+    import httpx  # httpx comes with chromadb: only when a Chroma server is used
 
     if isinstance(err, httpx.ConnectTimeout):
         return f"{connect:g} s to connect (ECCO_SDK_CHROMA_CONNECT_TIMEOUT)"
@@ -192,7 +192,7 @@ def _timeout_words(err: Exception, connect: float, read: float) -> str:
 @contextmanager
 def _server_errors(location: str, action: str, error: type[EccoError] = BackendError, hint: str = "") -> Iterator[None]:
     """Turn a Chroma server's network failure during `action` into `error`, saying which limit was hit."""
-    import httpx
+    import httpx  # httpx comes with chromadb: only when a Chroma server is used
 
     hint = f"; {hint}" if hint else ""
     try:

@@ -21,6 +21,8 @@ from ecco_sdk.render.colours import relative_luminance
 from ecco_sdk.render.tokens import token_label
 from ecco_sdk.render.visual import Visual, new_id, wrap
 
+from .colours import factor_colour
+
 RANK_CMAP = LinearSegmentedColormap.from_list("ecco_rank", ["#163a8a", "#2f6bd0", "#7fa9ec", "#d4e3f8", "#f7f9fc"])
 PROB_CMAP = LinearSegmentedColormap.from_list("ecco_prob", ["#fbfaff", "#d9cff7", "#9a7fe6", "#6741d9", "#3b1f96"])
 SIM_CMAP = LinearSegmentedColormap.from_list("ecco_sim", ["#f7fbfb", "#bfe3e0", "#4fb0aa", "#137a84", "#0b3d57"])
@@ -298,7 +300,6 @@ def factors_figure(tokens: Any, factors: Any, title: str = "NMF factors over the
     Returns:
         A matplotlib Figure.
     """
-    from ecco_sdk.render.colours import factor_colour
 
     toks = token_list(tokens)
     values = float_array(factors, "factors", 2)
