@@ -141,10 +141,19 @@ class Adapter:
             hidden = hidden.to(weight.dtype)
         norm = self.main.final_norm
         h = norm(hidden) if norm is not None else hidden
-        logits = self.head(h * self.head_scale if self.head_scale != 1.0 else h)
-        if self.logit_softcap:
-            logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
-        return logits
+        return self.cap_logits(self.head(h * self.head_scale if self.head_scale != 1.0 else h))
+
+    def cap_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The head's raw output squashed by the model's final logit softcap (Gemma 2), unchanged without one.
+
+        Args:
+            logits: (..., vocab or a few ids) raw head outputs.
+
+        Returns:
+            ``cap * tanh(logits / cap)``, or `logits` itself when the model has no softcap.
+        """
+        cap = self.logit_softcap
+        return torch.tanh(logits / cap) * cap if cap else logits
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary of what was found, for reprs, logs and error messages.

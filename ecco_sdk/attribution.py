@@ -45,10 +45,7 @@ if TYPE_CHECKING:
 TARGETS = ("prob", "logprob", "logit")
 IG_DTYPES = ("float32", "bfloat16")
 SCOPES = ("prefix", "prompt")
-ALL_TARGETS = (
-    *TARGETS,
-    "contrast",
-)  # "contrast" = target logit minus a foil's logit (pass foil=...)
+ALL_TARGETS = (*TARGETS, "contrast")  # "contrast" = target logit minus a foil's logit (pass foil=...)
 
 
 @dataclass(frozen=True)
@@ -114,14 +111,7 @@ def register_method(
 
     def add(fn: Callable[..., PrimaryAttribution]) -> Callable[..., PrimaryAttribution]:
         spec = Method(
-            name,
-            fn,
-            summary,
-            tuple(targets),
-            tuple(scopes),
-            tuple(aliases),
-            dict(options or {}),
-            unavailable,
+            name, fn, summary, tuple(targets), tuple(scopes), tuple(aliases), dict(options or {}), unavailable
         )
         for key in (name, *aliases):
             owner = _ALIASES.get(_alias_key(key))
@@ -444,12 +434,7 @@ def _problem(lm: LM, out: OutputSeq, target_kind: str, foil: Any, scope: str, ba
     positions = out.generated_positions
     targets = [int(ids[p]) for p in positions]
     if lm.kind == "seq2seq":
-        embeds = torch.cat(
-            [
-                _embed(lm, ids[: out.n_input_tokens]),
-                _embed_decoder(lm, ids[out.n_input_tokens :]),
-            ]
-        )
+        embeds = torch.cat([_embed(lm, ids[: out.n_input_tokens]), _embed_decoder(lm, ids[out.n_input_tokens :])])
     else:
         embeds = _embed(lm, ids)
     base, base_name = _baseline(lm, ids, embeds, baseline)
@@ -530,9 +515,7 @@ def _head_inputs(prob: _Problem):
 
 
 def _causal_rows(
-    prob: _Problem,
-    pieces: list[torch.Tensor],
-    bounds: list[tuple[int, int]],
+    prob: _Problem, pieces: list[torch.Tensor], bounds: list[tuple[int, int]]
 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor | None]], list[int]]:
     """Run input pieces over the KV cache, computing only the logits targets need.
 
@@ -586,17 +569,16 @@ def _head_surrogate(prob: _Problem, j: int, logits: torch.Tensor, head_in: torch
         return _target_value(logits, prob, j)
     with torch.enable_grad():
         h = head_in.detach().requires_grad_(True)
-        z = head(h)
-        cap = prob.lm.adapter.logit_softcap
-        if cap:
-            z = torch.tanh(z / cap) * cap
+        z = prob.lm.adapter.cap_logits(head(h))
         ref = logits.detach()
         if z.shape != ref.shape or not torch.allclose(
             z.float(), ref.float(), rtol=1e-3, atol=1e-3 * float(ref.abs().max())
         ):
             return _target_value(logits, prob, j)
-        (g,) = torch.autograd.grad(_target_value(z, prob, j).sum(), h)
-    return (head_in * g).sum(-1) + _target_value(ref, prob, j) - (head_in.detach() * g).sum(-1)
+        value = _target_value(z, prob, j)
+        (g,) = torch.autograd.grad(value.sum(), h)
+    # Equal to f_j in value (the batched backward only reads its gradient, which is g's through head_in).
+    return (head_in * g).sum(-1) + (value - (head_in * g).sum(-1)).detach()
 
 
 def _seq2seq_values(prob: _Problem, x: torch.Tensor) -> list[torch.Tensor]:
@@ -881,12 +863,7 @@ def attribute_output(
 
 def _progress(prob: _Problem, total: int, method: str):
 
-    return tqdm(
-        total=total,
-        desc=f"ecco_sdk: {method} attribution",
-        disable=not prob.lm.verbose,
-        leave=False,
-    )
+    return tqdm(total=total, desc=f"ecco_sdk: {method} attribution", disable=not prob.lm.verbose, leave=False)
 
 
 def _gradient_method(
@@ -905,12 +882,7 @@ def _gradient_method(
         _check_auto(tolerance, max_steps)
         with _progress(prob, max_steps, method) as bar:
             grads, n_steps, estimate = _adaptive_gradients(prob, tolerance, max_steps, batch, bar)
-        params.update(
-            integration="gausskronrod",
-            tolerance=tolerance,
-            max_steps=max_steps,
-            error_estimate=estimate,
-        )
+        params.update(integration="gausskronrod", tolerance=tolerance, max_steps=max_steps, error_estimate=estimate)
     else:
         alphas, weights = _path_points(n_steps, integration) if method == "ig" else (np.ones(1), np.ones(1))
         with _progress(prob, len(alphas), method) as bar:
@@ -986,12 +958,7 @@ def _result(prob, method, raw, mask, n_steps, delta, params) -> PrimaryAttributi
 
 
 def _attribution(
-    prob: _Problem,
-    method: str,
-    scores_l2: np.ndarray,
-    scores_sum: np.ndarray,
-    params: dict[str, Any],
-    **extra: Any,
+    prob: _Problem, method: str, scores_l2: np.ndarray, scores_sum: np.ndarray, params: dict[str, Any], **extra: Any
 ) -> PrimaryAttribution:
     """The PrimaryAttribution of one method's scores, with the problem's targets, scope and baseline filled in."""
     return PrimaryAttribution(
@@ -1010,11 +977,7 @@ def _attribution(
 
 
 def attribute_text(
-    lm: LM,
-    text: str,
-    target: str | Sequence[int],
-    methods: Sequence[str] | str = ("ig",),
-    **kw: Any,
+    lm: LM, text: str, target: str | Sequence[int], methods: Sequence[str] | str = ("ig",), **kw: Any
 ) -> OutputSeq:
     """Attribute a given continuation of `text` (teacher-forced, not generated) to the input tokens.
 
@@ -1129,38 +1092,17 @@ def _position_result(prob: _Problem, method: str, effects: torch.Tensor, params:
     "ig",
     "integrated gradients: gradients averaged along the straight path from the baseline, times input - baseline",
     aliases=("integrated_gradients", "integratedgradients"),
-    options={
-        "n_steps": 50,
-        "integration": "gausslegendre",
-        "tolerance": 0.05,
-        "max_steps": 512,
-        "dtype": "float32",
-    },
+    options={"n_steps": 50, "integration": "gausslegendre", "tolerance": 0.05, "max_steps": 512, "dtype": "float32"},
 )
 def _ig(
-    prob: _Problem,
-    batch: int,
-    *,
-    n_steps: int | str,
-    integration: str,
-    tolerance: float,
-    max_steps: int,
-    dtype: str,
+    prob: _Problem, batch: int, *, n_steps: int | str, integration: str, tolerance: float, max_steps: int, dtype: str
 ) -> PrimaryAttribution:
     """n_steps='auto' grows adaptive panels until `tolerance` or `max_steps`; dtype='bfloat16' is opt-in."""
     if dtype not in IG_DTYPES:
         raise InputError(f"dtype must be one of {IG_DTYPES}, got {dtype!r}")
     if n_steps == "auto" and integration != "gausslegendre":
         raise InputError("n_steps='auto' chooses its own points (Gauss-Kronrod panels); leave integration unset")
-    return _gradient_method(
-        replace(prob, dtype=dtype),
-        "ig",
-        n_steps,
-        integration,
-        batch,
-        tolerance,
-        max_steps,
-    )
+    return _gradient_method(replace(prob, dtype=dtype), "ig", n_steps, integration, batch, tolerance, max_steps)
 
 
 @register_method("saliency", "the gradient of the target at the input", aliases=("gradient", "grad"))

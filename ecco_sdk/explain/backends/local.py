@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ... import models
-from ...adapters import cache_kwargs, returned_cache
+from ...adapters import Adapter, cache_kwargs, returned_cache
 from ...cancel import checkpoint
 from ...errors import InputError
 from ..generation import make_line_stop, make_no_repeat
@@ -324,7 +324,7 @@ class LocalBackend:
         """
         lm = self.loaded
         head = lm.model.get_output_embeddings()
-        cap = lm.ensure_adapter().logit_softcap
+        adapter = lm.ensure_adapter()
         shared = min(_common_prefix(sequences), min(len(s) for s in sequences) - 1)
         prefix = tuple(sequences[0][:shared])
         results: list[list[np.ndarray]] = [[] for _ in sequences]
@@ -333,7 +333,7 @@ class LocalBackend:
             with lm.lock, torch.no_grad():
                 hidden = self._hidden_states([sequences[i] for i in rows], prefix)
                 for row, index in enumerate(rows):
-                    results[index] += [_pick_logits(head, hidden[row, pos], ids, cap) for pos, ids in picks[index]]
+                    results[index] += [_pick_logits(head, hidden[row, pos], ids, adapter) for pos, ids in picks[index]]
         return results
 
     def _scoring_item(
@@ -420,14 +420,12 @@ def _length_batches(sequences: Sequence[Sequence[int]], size: int) -> Iterator[l
         yield order[start : start + size]
 
 
-def _pick_logits(head: Any, hidden: Any, token_ids: list[int], cap: float | None) -> np.ndarray:
+def _pick_logits(head: Any, hidden: Any, token_ids: list[int], adapter: Adapter) -> np.ndarray:
     """The output head's logits of a few token ids for one hidden state, softcapped like the model's own."""
     logits = head.weight[token_ids] @ hidden
     if getattr(head, "bias", None) is not None:
         logits = logits + head.bias[token_ids]
-    if cap:
-        logits = cap * torch.tanh(logits / cap)
-    return logits.float().cpu().numpy()
+    return adapter.cap_logits(logits).float().cpu().numpy()
 
 
 def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
