@@ -241,9 +241,7 @@ class PrimaryAttribution:
         Returns:
             The chosen array itself (not a copy), NaN where a position cannot influence the target.
         """
-        if aggregation not in ("l2", "sum"):
-            raise InputError(f"aggregation must be 'l2' or 'sum', got {aggregation!r}")
-        return self.scores_l2 if aggregation == "l2" else self.scores_sum
+        return _chosen_scores(self, aggregation)
 
     @property
     def error_estimate(self) -> float | None:
@@ -331,6 +329,13 @@ class PrimaryAttribution:
             f"PrimaryAttribution({self.method}, target={self.target_kind}, scope={self.scope}, "
             f"{len(self.target_positions)} targets x {self.scores_l2.shape[1]} positions)"
         )
+
+
+def _chosen_scores(result: Any, aggregation: str) -> np.ndarray:
+    """A result's `scores_l2` or `scores_sum` by name (primary and layer attributions share the two views)."""
+    if aggregation not in ("l2", "sum"):
+        raise InputError(f"aggregation must be 'l2' or 'sum', got {aggregation!r}")
+    return result.scores_l2 if aggregation == "l2" else result.scores_sum
 
 
 def _nan_to_none(a: np.ndarray) -> Any:

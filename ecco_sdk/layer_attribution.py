@@ -25,6 +25,7 @@ import torch
 # The underscore names are attribution.py's internals shared by the analyses (one problem, one result builder).
 from .attribution import (
     PrimaryAttribution,
+    _chosen_scores,
     _masked,
     _normalise,
     _path_points,
@@ -89,9 +90,7 @@ class LayerAttribution:
         Returns:
             The chosen array itself (not a copy), NaN where a position cannot influence the target.
         """
-        if aggregation not in ("l2", "sum"):
-            raise InputError(f"aggregation must be 'l2' or 'sum', got {aggregation!r}")
-        return self.scores_l2 if aggregation == "l2" else self.scores_sum
+        return _chosen_scores(self, aggregation)
 
     def __repr__(self) -> str:
         return (
